@@ -1,0 +1,1 @@
+"""Running untrusted code: environments, isolation backends, limits, scanning and the MCP validator."""
