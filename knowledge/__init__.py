@@ -1,0 +1,1 @@
+"""The repository: success cases, templates, dependency graph, benchmarks, failure analysis; embeddings and search."""

@@ -1,0 +1,1 @@
+"""The MCP face of mcp-foundry: tools, resources, transports and the command line."""
