@@ -1,0 +1,119 @@
+"""The Foundry: one object that owns the settings, the job store and runner, and the lazily opened parts.
+
+The MCP face and the CLI talk to this object only; each job kind is a handler here.
+Heavy parts (LanceDB, the embedding model, the sandbox backend) are opened on first use,
+never at start-up, so that `serve` answers `initialize` at once.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.config import Settings
+from builder.errors import InputError
+from builder.jobs import Handler, JobContext, JobRunner, JobStore
+
+if TYPE_CHECKING:
+    from knowledge.store import KnowledgeStore
+    from sandbox.backends.base import Backend
+    from sandbox.env import EnvManager
+
+
+class Foundry:
+    """Settings, stores and job handlers of one mcp-foundry process."""
+
+    def __init__(self, settings: Settings):
+        settings.ensure_dirs()
+        self.settings = settings
+        self.store = JobStore(settings.jobs_db)
+        self._backend: Backend | None = None
+        self._envs: EnvManager | None = None
+        self._knowledge: KnowledgeStore | None = None
+        self.llm_override: Any = None
+        """An LLM provider set by the MCP face (sampling through the client) when none is configured."""
+
+    # -- lazily opened parts -------------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        """The sandbox backend chosen by settings ("auto" picks the best that works here)."""
+        if self._backend is None:
+            from sandbox.backends import get_backend
+
+            self._backend = get_backend(self.settings.sandbox_backend)
+        return self._backend
+
+    @property
+    def envs(self) -> EnvManager:
+        """The dependency-environment cache."""
+        if self._envs is None:
+            from sandbox.env import EnvManager
+
+            self._envs = EnvManager(self.settings.envs_dir)
+        return self._envs
+
+    @property
+    def knowledge(self) -> KnowledgeStore:
+        """The knowledge repository (opens LanceDB and, on first search, the embedding model)."""
+        if self._knowledge is None:
+            from knowledge.embed import Embedder
+            from knowledge.store import KnowledgeStore
+
+            self._knowledge = KnowledgeStore.open(self.settings.knowledge,
+                                                  embedder=Embedder(self.settings.embedding_model))
+        return self._knowledge
+
+    # -- jobs ----------------------------------------------------------------------------------------------------
+    def handlers(self) -> Mapping[str, Handler]:
+        """Job kind -> handler."""
+        from builder.pipeline import run_build
+        from builder.seed import run_seed
+
+        async def build(ctx: JobContext) -> Any:
+            return await run_build(ctx, self)
+
+        async def seed(ctx: JobContext) -> Any:
+            return await run_seed(ctx, self)
+
+        return {"validate": self._validate, "build": build, "seed": seed}
+
+    def runner(self) -> JobRunner:
+        """A job runner over this foundry's store and handlers (enter it with `async with`)."""
+        return JobRunner(self.store, self.handlers(), max_concurrent=self.settings.max_concurrent_jobs,
+                         default_timeout_s=self.settings.job_timeout_s)
+
+    async def _validate(self, ctx: JobContext) -> Any:
+        from builder.validation import run_validation
+
+        return await run_validation(ctx, self)
+
+
+def validation_params(path: str | None, command: str | None, cases_file: str | None, needs_network: bool,
+                      timeout_s: float | None) -> dict[str, Any]:
+    """Check validate_server's inputs and return the job parameters; InputError names the bad field."""
+    if bool(path) == bool(command):
+        raise InputError("path/command", "give exactly one of them", "path: a server directory; command: a command "
+                         "line that starts an MCP server on stdio")
+    params: dict[str, Any] = {"needs_network": needs_network}
+    if path:
+        p = Path(path).expanduser().resolve()
+        if not p.is_dir():
+            raise InputError("path", f"{path!r} is not an existing directory", "a directory holding server.py")
+        if not (p / "server.py").is_file() and not command:
+            raise InputError("path", f"{p} has no server.py", "a directory whose entry point is server.py")
+        params["path"] = str(p)
+    else:
+        argv = shlex.split(command or "")
+        if not argv:
+            raise InputError("command", "empty command line", "e.g. 'python -m my_server'")
+        params["command"] = argv
+    if cases_file:
+        c = Path(cases_file).expanduser().resolve()
+        if not c.is_file():
+            raise InputError("cases_file", f"{cases_file!r} does not exist", "a JSON file {\"cases\": [...]}")
+        params["cases_file"] = str(c)
+    if timeout_s is not None:
+        params["timeout_s"] = timeout_s
+    return params
