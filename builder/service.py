@@ -68,13 +68,15 @@ class Foundry:
     # -- jobs ----------------------------------------------------------------------------------------------------
     def handlers(self) -> Mapping[str, Handler]:
         """Job kind -> handler."""
-        from builder.pipeline import run_build
-        from builder.seed import run_seed
 
         async def build(ctx: JobContext) -> Any:
+            from builder.pipeline import run_build
+
             return await run_build(ctx, self)
 
         async def seed(ctx: JobContext) -> Any:
+            from builder.seed import run_seed
+
             return await run_seed(ctx, self)
 
         return {"validate": self._validate, "build": build, "seed": seed}
