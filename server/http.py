@@ -20,7 +20,7 @@ def parse_bind(value: str) -> tuple[str, int]:
         if not 0 <= port <= 65535:
             raise ValueError
     except ValueError:
-        raise InputError("--http", f"{value!r} is not [HOST:]PORT", "e.g. 8765, 127.0.0.1:8765 or 0.0.0.0:8765")
+        raise InputError("--http", f"{value!r} is not [HOST:]PORT", "e.g. 8765, 127.0.0.1:8765 or 0.0.0.0:8765") from None
     return host, port
 
 
