@@ -1,0 +1,277 @@
+"""The `mcp-foundry` command line: serve over MCP, and run or inspect jobs from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from builder.config import ENV_VARS, load_settings
+from builder.errors import BuildError
+from builder.jobs import Job
+from builder.service import Foundry, validation_params
+from knowledge.errors import KnowledgeError
+from sandbox.errors import SandboxError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mcp-foundry", description="An MCP server that builds, validates, deploys and "
+                                "remembers MCP servers.")
+    p.add_argument("--data-dir", help=f"data directory (env {ENV_VARS['data_dir']}; default: the platform's "
+                   "user data dir)")
+    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "docker", "process"],
+                   help=f"sandbox backend (env {ENV_VARS['sandbox_backend']}; default auto)")
+    p.add_argument("--max-jobs", type=int, help=f"concurrent jobs (env {ENV_VARS['max_concurrent_jobs']}; default 2)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="speak MCP over stdio (default) or streamable HTTP")
+    s.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
+                   "(HOST defaults to 127.0.0.1; any other address needs a token)")
+    s.add_argument("--token", help=f"bearer token for HTTP (env {ENV_VARS['http_token']})")
+
+    v = sub.add_parser("validate", help="validate an MCP server directory in the sandbox and print the report")
+    v.add_argument("path", nargs="?", help="server directory holding server.py")
+    v.add_argument("--command", help="instead of PATH: a command line that starts an MCP server on stdio")
+    v.add_argument("--cases", help="test-cases JSON file (default PATH/cases.json)")
+    v.add_argument("--network", action="store_true", help="allow the server under test to use the network")
+    v.add_argument("--timeout", type=float, help="job timeout in seconds")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    st = sub.add_parser("status", help="show a job's state, progress and recent log")
+    st.add_argument("job_id")
+    st.add_argument("--json", action="store_true", help="print as JSON")
+
+    sub.add_parser("doctor", help="which sandbox backends work here, and the configuration in force")
+
+    b = sub.add_parser("build", help="build, validate and deploy an MCP server from a description")
+    b.add_argument("description")
+    b.add_argument("--name", help="server name (a Python identifier)")
+    b.add_argument("--network", action="store_true", help="the server needs network access")
+    b.add_argument("--timeout", type=float, help="build timeout in seconds")
+    b.add_argument("--json", action="store_true", help="print the build report as JSON")
+
+    sv = sub.add_parser("servers", help="list deployed servers, show one, roll back or remove")
+    sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "rollback", "remove"])
+    sv.add_argument("name", nargs="?")
+    sv.add_argument("--version", help="version for show/rollback/remove")
+
+    se = sub.add_parser("search", help="search the knowledge repository")
+    se.add_argument("query")
+    se.add_argument("--limit", type=int, default=5)
+    se.add_argument("--json", action="store_true")
+
+    lib = sub.add_parser("library", help="the starter library")
+    lib.add_argument("action", choices=["seed", "list"])
+
+    e = sub.add_parser("envs", help="the dependency-environment cache")
+    e.add_argument("action", choices=["list", "cleanup"])
+    e.add_argument("--max-age-days", type=float, help="remove envs unused for longer than this")
+    e.add_argument("--max-size-mb", type=float, help="then remove least recently used envs above this total")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mcp-foundry` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings({"data_dir": args.data_dir, "sandbox_backend": args.sandbox,
+                                  "max_concurrent_jobs": args.max_jobs,
+                                  "http_token": getattr(args, "token", None)})
+        foundry = Foundry(settings)
+        return COMMANDS[args.cmd](foundry, args)
+    except (BuildError, SandboxError, KnowledgeError) as e:
+        print(f"mcp-foundry: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
+    from server.app import build_app
+    from server.http import parse_bind, serve_http
+
+    bind = parse_bind(args.http) if args.http else None
+
+    async def run() -> None:
+        async with foundry.runner() as runner:
+            app = build_app(foundry, runner)
+            if bind:
+                print(f"mcp-foundry: serving streamable HTTP at http://{bind[0]}:{bind[1]}/mcp", file=sys.stderr)
+                await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
+            else:
+                await app.run_stdio_async()
+
+    anyio.run(run)
+    return 0
+
+
+def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
+            quiet: bool = False) -> Job:
+    """Run one job in this process, printing its log and progress to stderr; Ctrl-C cancels it."""
+
+    async def run() -> Job:
+        async with foundry.runner() as runner:
+            job = runner.submit(kind, params, timeout_s=timeout_s)
+            printer = _LogPrinter(foundry, job.id, quiet)
+            try:
+                job = await runner.wait(job.id, math.inf, on_change=printer)
+            finally:
+                if not foundry.store.get(job.id).final:
+                    runner.cancel(job.id)
+            await printer(job)
+            return job
+
+    return anyio.run(run)
+
+
+class _LogPrinter:
+    """Prints new log lines and progress of a job as it changes."""
+
+    def __init__(self, foundry: Foundry, job_id: str, quiet: bool):
+        self.foundry, self.job_id, self.quiet, self.seen = foundry, job_id, quiet, 0
+
+    async def __call__(self, job: Job) -> None:
+        if self.quiet:
+            return
+        lines = self.foundry.store.log(self.job_id)
+        for line in lines[self.seen:]:
+            print(f"  [{job.progress * 100:3.0f}%] {line}", file=sys.stderr)
+        self.seen = len(lines)
+
+
+def _validate(foundry: Foundry, args: argparse.Namespace) -> int:
+    from sandbox.report import ValidationReport
+
+    params = validation_params(args.path, args.command, args.cases, args.network, args.timeout)
+    job = run_job(foundry, "validate", params, timeout_s=args.timeout, quiet=args.json)
+    return _print_outcome(job, args.json, lambda r: ValidationReport.model_validate(r["report"]).render())
+
+
+def _print_outcome(job: Job, as_json: bool, render: Callable[[dict[str, Any]], str]) -> int:
+    if as_json:
+        print(json.dumps({"job_id": job.id, "state": job.state, "error": job.error, "result": job.result}, indent=2))
+    elif job.result is not None:
+        print(render(job.result))
+    if job.error:
+        print(f"job {job.id}: {job.state}: {job.error}", file=sys.stderr)
+    return 0 if job.state == "succeeded" else 1
+
+
+def _status(foundry: Foundry, args: argparse.Namespace) -> int:
+    job = foundry.store.get(args.job_id)
+    log = foundry.store.log(job.id, tail=20)
+    if args.json:
+        print(json.dumps({**job.model_dump(mode="json"), "eta_s": job.eta_s(), "log_tail": log}, indent=2))
+        return 0
+    eta = job.eta_s()
+    print(f"job {job.id} ({job.kind}): {job.state}, phase {job.phase}, {job.progress * 100:.0f}%"
+          + (f", about {eta:.0f} s left" if eta is not None else ""))
+    if job.error:
+        print(f"error: {job.error}")
+    for line in log:
+        print(f"  {line}")
+    return 0
+
+
+def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
+    from builder.llm import LLMConfig, make_provider
+    from sandbox.backends import backend_report
+
+    print("sandbox backends:")
+    for name, ok, why in backend_report():
+        print(f"  {'ok  ' if ok else 'no  '} {name:<11} {why}")
+    provider = make_provider(LLMConfig.from_env())
+    print("optional parts:")
+    missing = "not configured (set MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL; reuse still works)"
+    print(f"  LLM provider:  {provider.name if provider else missing}")
+    print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
+    print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
+    print("settings:")
+    for k, v in foundry.settings.public().items():
+        var = ENV_VARS.get(k, "")
+        print(f"  {k:<20} {v!s:<50} {var}")
+    return 0
+
+
+def _build(foundry: Foundry, args: argparse.Namespace) -> int:
+    from builder.pipeline import BuildReport, build_params
+
+    params = build_params(description=args.description, name=args.name, needs_network=args.network,
+                          timeout_s=args.timeout)
+    job = run_job(foundry, "build", params, timeout_s=args.timeout, quiet=args.json)
+    return _print_outcome(job, args.json, lambda r: BuildReport.model_validate(r).render())
+
+
+def _servers(foundry: Foundry, args: argparse.Namespace) -> int:
+    from builder import deploy
+
+    root = foundry.settings.servers_dir
+    if args.action == "list":
+        servers = deploy.list_servers(root)
+        if not servers:
+            print("no deployed servers")
+        for s in servers:
+            print(f"{s.name:<30} current {s.current:<8} versions {', '.join(s.versions)}")
+        return 0
+    if not args.name:
+        print(f"mcp-foundry: error: servers {args.action} needs a NAME", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        info = deploy.get_server(root, args.name, args.version)
+        print(json.dumps(info.model_dump(mode="json"), indent=2))
+    elif args.action == "rollback":
+        print(f"{args.name}: current version is now {deploy.rollback_server(root, args.name, args.version)}")
+    else:
+        removed = deploy.remove_server(root, args.name, args.version)
+        print(f"removed {args.name} {', '.join(removed)}")
+    return 0
+
+
+def _search(foundry: Foundry, args: argparse.Namespace) -> int:
+    matches = foundry.knowledge.find_similar(args.query, limit=args.limit)
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json", exclude={"case": {"files"}}) for m in matches], indent=2))
+        return 0
+    if not matches:
+        print("no stored case matches (seed the starter library with `mcp-foundry library seed`)")
+    for i, m in enumerate(matches, 1):
+        comps = " ".join(f"{k}={v:.2f}" for k, v in m.components.items())
+        print(f"{i}. {m.case.server_name}  score {m.score:.3f}  ({comps})\n   {m.case.summary}\n   {m.reason}")
+    return 0
+
+
+def _library(foundry: Foundry, args: argparse.Namespace) -> int:
+    from knowledge.starters import list_starters
+
+    if args.action == "list":
+        for s in list_starters():
+            print(f"{s.name:<22} {s.description}")
+        return 0
+    job = run_job(foundry, "seed", {})
+    return _print_outcome(job, False, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items() if k != "starters"))
+
+
+def _envs(foundry: Foundry, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for env in foundry.envs.list():
+            print(f"{env.key[:16]}  {env.path}  {' '.join(env.requirements)}")
+        return 0
+    removed = foundry.envs.cleanup(max_age_days=args.max_age_days, max_total_mb=args.max_size_mb)
+    print(f"removed {len(removed)} environment(s)")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
+    "serve": _serve, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
+    "servers": _servers, "search": _search, "library": _library, "envs": _envs,
+}
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
