@@ -7,3 +7,15 @@ class KnowledgeError(Exception):
 
 class SchemaVersionError(KnowledgeError):
     """The repository on disk was written by another schema version and cannot be opened as is."""
+
+
+class EmbeddingError(KnowledgeError):
+    """The embedding model could not be found or loaded, or was given bad settings."""
+
+
+class CaseNotFoundError(KnowledgeError):
+    """No stored case has the requested id."""
+
+
+class RepositoryError(KnowledgeError):
+    """The repository could not be opened, read or written (bad URI, storage failure, embedder mismatch)."""
