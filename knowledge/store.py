@@ -301,11 +301,10 @@ class KnowledgeStore(LearningTables):
             comp = Components(
                 vector=vector, fts=bm25.get(cid, 0.0) / top_bm25, features=feats, dependencies=deps
             )
-            score = {
-                "hybrid": lambda: combine(q, comp, explicit),
-                "vector": lambda: vector,
-                "fts": lambda: comp.fts,
-            }[mode]()
+            if mode == "hybrid":
+                score = combine(q, comp, explicit)
+            else:
+                score = vector if mode == "vector" else comp.fts
             if score <= 0:
                 continue
             matches.append(
