@@ -22,6 +22,8 @@ class Completion(BaseModel):
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float | None = None
+    """Cost priced by the provider from its configured per-1k prices; None when it has no prices."""
 
 
 @runtime_checkable
@@ -53,8 +55,13 @@ class Usage(BaseModel):
     cost_usd: float = Field(0.0, description="Estimated from configured per-1k-token prices; 0 when unknown.")
 
     def add(self, c: Completion, *, price_in_per_1k: float = 0.0, price_out_per_1k: float = 0.0) -> None:
-        """Count one completion."""
+        """Count one completion; explicit prices win over the cost the provider priced itself."""
         self.calls += 1
         self.prompt_tokens += c.prompt_tokens
         self.completion_tokens += c.completion_tokens
-        self.cost_usd += c.prompt_tokens / 1000 * price_in_per_1k + c.completion_tokens / 1000 * price_out_per_1k
+        if price_in_per_1k or price_out_per_1k:
+            self.cost_usd += (
+                c.prompt_tokens / 1000 * price_in_per_1k + c.completion_tokens / 1000 * price_out_per_1k
+            )
+        elif c.cost_usd is not None:
+            self.cost_usd += c.cost_usd

@@ -1,0 +1,113 @@
+"""LLM configuration: one typed model, filled from env vars, turned into a provider."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from builder.errors import InputError, NotConfigured
+from builder.llm.base import LLMProvider
+
+ENV_PROVIDER = "MCP_FOUNDRY_LLM_PROVIDER"
+ENV_BASE_URL = "MCP_FOUNDRY_LLM_BASE_URL"
+ENV_API_KEY = "MCP_FOUNDRY_LLM_API_KEY"
+ENV_MODEL = "MCP_FOUNDRY_LLM_MODEL"
+ENV_CASSETTE = "MCP_FOUNDRY_LLM_CASSETTE"
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+"""Used only for the default OpenAI URL; any other base URL must name its model."""
+
+HOW_TO_CONFIGURE = f"""No LLM provider is configured. Configure one of:
+  - an OpenAI-compatible endpoint:
+      {ENV_BASE_URL}=http://127.0.0.1:11434/v1   (Ollama; vLLM: http://127.0.0.1:8000/v1)
+      {ENV_MODEL}=qwen2.5-coder:7b
+      {ENV_API_KEY}=...   (or OPENAI_API_KEY; local servers need none)
+  - OpenAI itself: OPENAI_API_KEY=sk-... (model defaults to {DEFAULT_OPENAI_MODEL}, override with {ENV_MODEL})
+  - recorded exchanges: {ENV_PROVIDER}=replay and {ENV_CASSETTE}=/path/to/cassette.jsonl
+  - or connect from an MCP client that supports sampling (the client's own model is then used)."""
+
+
+class LLMConfig(BaseModel):
+    """Which LLM to use and how; `provider=None` means infer from what is set."""
+
+    provider: Literal["openai", "replay", "none"] | None = None
+    base_url: str | None = None
+    api_key: str | None = Field(None, repr=False)
+    model: str | None = None
+    cassette: Path | None = None
+    """Replay reads it; with provider "openai" every exchange is also recorded to it."""
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(1.0, ge=0)
+    price_in_per_1k: float = Field(0.0, ge=0)
+    price_out_per_1k: float = Field(0.0, ge=0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> LLMConfig:
+        """Build a config from MCP_FOUNDRY_LLM_* env vars (API key falls back to OPENAI_API_KEY)."""
+        env = os.environ if env is None else env
+        provider = (env.get(ENV_PROVIDER) or "").strip().lower() or None
+        if provider is not None and provider not in ("openai", "replay", "none"):
+            raise InputError(ENV_PROVIDER, f"unknown provider {provider!r}", '"openai", "replay" or "none"')
+        values: dict[str, object] = {
+            "provider": provider,
+            "base_url": env.get(ENV_BASE_URL) or None,
+            "api_key": env.get(ENV_API_KEY) or env.get("OPENAI_API_KEY") or None,
+            "model": env.get(ENV_MODEL) or None,
+            "cassette": env.get(ENV_CASSETTE) or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+
+def make_provider(config: LLMConfig | None = None) -> LLMProvider | None:
+    """The provider `config` describes (env when None), or None when nothing is configured."""
+    from builder.llm.openai_compat import OpenAIProvider
+    from builder.llm.replay import RecordingProvider, ReplayProvider
+
+    cfg = LLMConfig.from_env() if config is None else config
+    kind = cfg.provider
+    if kind is None:
+        kind = "openai" if (cfg.base_url or cfg.api_key) else "replay" if cfg.cassette else "none"
+    if kind == "none":
+        return None
+    if kind == "replay":
+        if cfg.cassette is None:
+            raise InputError(
+                ENV_CASSETTE, "provider 'replay' needs a cassette path", "a path to a .jsonl cassette"
+            )
+        return ReplayProvider(cfg.cassette)
+    model = cfg.model or (DEFAULT_OPENAI_MODEL if cfg.base_url is None else None)
+    if model is None:
+        raise InputError(
+            ENV_MODEL,
+            f"no model named for base URL {cfg.base_url}",
+            "the model name the endpoint serves, e.g. qwen2.5-coder:7b for Ollama",
+        )
+    if cfg.base_url is None and cfg.api_key is None:
+        raise InputError(ENV_API_KEY, "provider 'openai' without a base URL needs an API key", "an API key")
+    provider: LLMProvider = OpenAIProvider(
+        model=model,
+        base_url=cfg.base_url,
+        api_key=cfg.api_key,
+        timeout_s=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+        backoff_base_s=cfg.backoff_base_s,
+        price_in_per_1k=cfg.price_in_per_1k,
+        price_out_per_1k=cfg.price_out_per_1k,
+    )
+    if cfg.cassette is not None:
+        provider = RecordingProvider(provider, cfg.cassette)
+    return provider
+
+
+def require_provider(config: LLMConfig | None = None) -> LLMProvider:
+    """Like make_provider, but raise NotConfigured (saying how to configure one) instead of returning None."""
+    provider = make_provider(config)
+    if provider is None:
+        raise NotConfigured(HOW_TO_CONFIGURE)
+    return provider

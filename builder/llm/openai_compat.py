@@ -1,0 +1,195 @@
+"""Provider for any OpenAI-compatible chat endpoint (OpenAI, Ollama, vLLM, LM Studio, llama.cpp server)."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from typing import Any
+
+import anyio
+import openai
+from pydantic import BaseModel
+
+from builder.errors import LLMError
+from builder.llm.base import ChatMessage, Completion
+from builder.llm.extract import extract_json_text, schema_instruction
+
+# Statuses worth another try: rate limits, timeouts at a proxy, and server-side failures.
+_RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+
+
+class RetryEvent(BaseModel):
+    """One retry the provider made, kept so reports and tests can see what happened."""
+
+    attempt: int
+    reason: str
+    delay_s: float
+
+
+class OpenAIProvider:
+    """Chat completions over the `openai` package, with our own bounded retries and schema fallback."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        price_in_per_1k: float = 0.0,
+        price_out_per_1k: float = 0.0,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.price_in_per_1k = price_in_per_1k
+        self.price_out_per_1k = price_out_per_1k
+        self.supports_response_format: bool | None = None
+        """None until learned; False once the endpoint rejected response_format (then JSON is extracted)."""
+        self.retry_log: list[RetryEvent] = []
+        """Every retry this provider made, oldest first."""
+        # Local servers (Ollama, vLLM, llama.cpp) ignore the key, but the client insists on one.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=timeout_s,
+            max_retries=0,  # our loop below retries, so the attempts are visible and bounded in one place
+        )
+
+    async def complete(
+        self,
+        messages: list[ChatMessage],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        schema_name: str = "response",
+        temperature: float = 0.2,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """Return the model's reply; JSON text (extracted if need be) when a schema is given."""
+        wire = [m.model_dump() for m in messages]
+        kwargs: dict[str, Any] = {"model": self.model, "messages": wire, "temperature": temperature}
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        if json_schema is not None and self.supports_response_format is not False:
+            try:
+                resp = await self._create_with_retries(
+                    response_format={
+                        "type": "json_schema",
+                        "json_schema": {"name": _schema_name(schema_name), "schema": json_schema},
+                    },
+                    **kwargs,
+                )
+                self.supports_response_format = True
+                return self._completion(resp, json_schema)
+            except openai.APIStatusError as e:
+                # 400/422 with response_format set: the endpoint does not do structured output.
+                if e.status_code not in (400, 422):
+                    raise self._error(e) from e
+                self.supports_response_format = False
+        if json_schema is not None:
+            kwargs["messages"] = _with_instruction(wire, schema_instruction(json_schema, schema_name))
+        try:
+            resp = await self._create_with_retries(**kwargs)
+        except openai.APIStatusError as e:
+            raise self._error(e) from e
+        return self._completion(resp, json_schema)
+
+    async def _create_with_retries(self, **kwargs: Any) -> Any:
+        """Call the endpoint, retrying 429/5xx/connection errors with backoff; raise LLMError when exhausted."""
+        attempt = 0
+        while True:
+            try:
+                return await self._client.chat.completions.create(**kwargs)
+            except openai.APIStatusError as e:
+                if e.status_code not in _RETRYABLE or attempt >= self.max_retries:
+                    if e.status_code in _RETRYABLE:
+                        raise self._error(e, attempts=attempt + 1) from e
+                    raise
+                hinted = _retry_after(e.response.headers)
+                delay = self._backoff(attempt) if hinted is None else hinted
+                reason = f"HTTP {e.status_code}"
+            except openai.APIConnectionError as e:
+                if attempt >= self.max_retries:
+                    raise LLMError(
+                        f"LLM endpoint {self._where()} unreachable after {attempt + 1} attempt(s): {e}. "
+                        "Check MCP_FOUNDRY_LLM_BASE_URL and that the server is running."
+                    ) from e
+                delay = self._backoff(attempt)
+                reason = type(e).__name__
+            attempt += 1
+            delay = min(delay, self.backoff_max_s)
+            self.retry_log.append(RetryEvent(attempt=attempt, reason=reason, delay_s=delay))
+            await anyio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with a little jitter so parallel builds do not retry in lockstep."""
+        return self.backoff_base_s * (2**attempt) * (1 + random.random() * 0.1)
+
+    def _completion(self, resp: Any, json_schema: dict[str, Any] | None) -> Completion:
+        """Turn the SDK response into a Completion, pricing it and extracting JSON when asked for."""
+        if not getattr(resp, "choices", None):
+            raise LLMError(f"LLM endpoint {self._where()} returned no choices for model {self.model!r}")
+        text = resp.choices[0].message.content or ""
+        if json_schema is not None:
+            text = extract_json_text(text) or text
+        usage = getattr(resp, "usage", None)
+        p_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        p_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        priced = self.price_in_per_1k or self.price_out_per_1k
+        cost = p_in / 1000 * self.price_in_per_1k + p_out / 1000 * self.price_out_per_1k if priced else None
+        return Completion(
+            text=text,
+            model=resp.model or self.model,
+            prompt_tokens=p_in,
+            completion_tokens=p_out,
+            cost_usd=cost,
+        )
+
+    def _where(self) -> str:
+        return self.base_url or "(default OpenAI URL)"
+
+    def _error(self, e: openai.APIStatusError, attempts: int = 1) -> LLMError:
+        return LLMError(
+            f"LLM endpoint {self._where()} answered HTTP {e.status_code} for model {self.model!r} "
+            f"after {attempts} attempt(s): {e.message}"
+        )
+
+
+def _schema_name(name: str) -> str:
+    """OpenAI accepts only [a-zA-Z0-9_-]{1,64} as a schema name."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)[:64]
+    return cleaned or "response"
+
+
+def _with_instruction(wire: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
+    """Append the JSON instruction to the system message, adding one if there is none."""
+    out = [dict(m) for m in wire]
+    for m in out:
+        if m["role"] == "system":
+            m["content"] = f"{m['content']}\n\n{instruction}"
+            return out
+    return [{"role": "system", "content": instruction}, *out]
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), or None."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

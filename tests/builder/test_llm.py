@@ -1,0 +1,258 @@
+"""LLM providers against a real local OpenAI-compatible server, cassettes, config, and MCP sampling."""
+
+from __future__ import annotations
+
+import json
+
+import mcp_types as types
+import pytest
+from fake_openai import Reply
+from mcp.client.client import Client
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
+
+from builder.errors import InputError, LLMError, NotConfigured
+from builder.llm import ChatMessage, LLMConfig, Usage, complete_json, make_provider, require_provider
+from builder.llm.openai_compat import OpenAIProvider
+from builder.llm.replay import RecordingProvider, ReplayProvider, request_hash
+from builder.llm.sampling import SamplingProvider, supports_sampling
+
+pytestmark = pytest.mark.anyio
+
+MSGS = [
+    ChatMessage(role="system", content="You plan tools."),
+    ChatMessage(role="user", content="Plan a PDF tool"),
+]
+
+
+class Plan(BaseModel):
+    name: str
+    tools: list[str]
+
+
+def provider(fake, **kw) -> OpenAIProvider:
+    kw.setdefault("backoff_base_s", 0.01)
+    return OpenAIProvider(model="m1", base_url=fake.base_url, api_key="k", timeout_s=5, **kw)
+
+
+async def test_structured_output_sends_json_schema_and_returns_json(fake_openai):
+    fake_openai.script(['{"name": "pdf", "tools": ["extract_text"]}'])
+    p = provider(fake_openai)
+    c = await p.complete(MSGS, json_schema=Plan.model_json_schema(), schema_name="Plan")
+    assert json.loads(c.text) == {"name": "pdf", "tools": ["extract_text"]}
+    sent = fake_openai.requests[0]
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["schema"] == Plan.model_json_schema()
+    assert sent["model"] == "m1"
+    assert p.supports_response_format is True
+
+
+async def test_rejected_response_format_falls_back_to_extraction_and_is_remembered(fake_openai):
+    fake_openai.script(
+        [
+            Reply(status=400, text="response_format json_schema is not supported"),
+            'Sure! Here it is:\n```json\n{"name": "pdf", "tools": ["a"]}\n```\nAnything else?',
+            'Plan: {"name": "doc", "tools": []} -- done',
+        ]
+    )
+    p = provider(fake_openai)
+    first = await p.complete(MSGS, json_schema=Plan.model_json_schema(), schema_name="Plan")
+    second = await p.complete(MSGS, json_schema=Plan.model_json_schema(), schema_name="Plan")
+    assert json.loads(first.text) == {"name": "pdf", "tools": ["a"]}
+    assert json.loads(second.text) == {"name": "doc", "tools": []}
+    assert p.supports_response_format is False
+    assert "response_format" in fake_openai.requests[0]
+    # Both later requests went without response_format and carried the schema in the system prompt instead.
+    for req in fake_openai.requests[1:]:
+        assert "response_format" not in req
+        assert "JSON schema" in req["messages"][0]["content"]
+    assert fake_openai.calls == 3
+
+
+async def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai):
+    fake_openai.script([Reply(status=429, headers={"Retry-After": "0.05"}), 503, "hello"])
+    p = provider(fake_openai, max_retries=3)
+    c = await p.complete(MSGS)
+    assert c.text == "hello"
+    assert fake_openai.calls == 3
+    assert [(e.reason, e.attempt) for e in p.retry_log] == [("HTTP 429", 1), ("HTTP 503", 2)]
+    assert p.retry_log[0].delay_s == pytest.approx(0.05)
+
+
+async def test_500_until_retries_run_out_raises_llmerror(fake_openai):
+    fake_openai.script([500, 500, 500])
+    p = provider(fake_openai, max_retries=2)
+    with pytest.raises(LLMError, match=r"HTTP 500 .* after 3 attempt"):
+        await p.complete(MSGS)
+    assert fake_openai.calls == 3
+
+
+async def test_non_retryable_error_is_not_retried(fake_openai):
+    fake_openai.script([401])
+    p = provider(fake_openai, max_retries=3)
+    with pytest.raises(LLMError, match="HTTP 401"):
+        await p.complete(MSGS)
+    assert fake_openai.calls == 1
+
+
+async def test_unreachable_endpoint_raises_llmerror_naming_url(fake_openai):
+    url = fake_openai.base_url
+    fake_openai.stop()
+    p = OpenAIProvider(model="m", base_url=url, timeout_s=2, max_retries=1, backoff_base_s=0.01)
+    with pytest.raises(LLMError, match="unreachable after 2 attempt"):
+        await p.complete(MSGS)
+
+
+async def test_usage_counts_tokens_and_prices(fake_openai):
+    fake_openai.script(["one two three", "four five"])
+    p = provider(fake_openai, price_in_per_1k=1.0, price_out_per_1k=2.0)
+    usage = Usage()
+    for _ in range(2):
+        usage.add(await p.complete(MSGS))
+    prompt_words = len("You plan tools.".split()) + len("Plan a PDF tool".split())
+    assert usage.calls == 2
+    assert usage.prompt_tokens == 2 * prompt_words
+    assert usage.completion_tokens == 5
+    assert usage.cost_usd == pytest.approx((2 * prompt_words * 1.0 + 5 * 2.0) / 1000)
+
+
+async def test_complete_json_reasks_with_error_then_succeeds(fake_openai):
+    fake_openai.script(
+        ['{"name": "pdf", "tools": "not a list"}', "I cannot do JSON today", '{"name":"pdf","tools":[]}']
+    )
+    usage = Usage()
+    plan = await complete_json(provider(fake_openai), MSGS, Plan, usage=usage)
+    assert plan == Plan(name="pdf", tools=[])
+    assert usage.calls == 3
+    second = fake_openai.requests[1]["messages"]
+    assert second[-2] == {"role": "assistant", "content": '{"name": "pdf", "tools": "not a list"}'}
+    assert "tools" in second[-1]["content"] and "valid array" in second[-1]["content"]
+    assert "no JSON object" in fake_openai.requests[2]["messages"][-1]["content"]
+
+
+async def test_complete_json_always_malformed_raises_with_last_error(fake_openai):
+    fake_openai.script(["nope", "still nope", '{"name": 5}'])
+    with pytest.raises(LLMError, match=r"no valid Plan in 3 attempt.*last error: .*tools: Field required"):
+        await complete_json(provider(fake_openai), MSGS, Plan, usage=Usage())
+    assert fake_openai.calls == 3
+
+
+async def test_recording_then_replay_with_server_stopped(fake_openai, tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    fake_openai.script(['{"name": "a", "tools": ["x"]}', "plain answer"])
+    rec = RecordingProvider(provider(fake_openai), cassette)
+    live_plan = await complete_json(rec, MSGS, Plan, usage=Usage())
+    live_text = (await rec.complete([ChatMessage(role="user", content="hi")])).text
+    fake_openai.stop()
+
+    replay = make_provider(LLMConfig(provider="replay", cassette=cassette))
+    assert isinstance(replay, ReplayProvider)
+    usage = Usage()
+    assert await complete_json(replay, MSGS, Plan, usage=usage) == live_plan
+    assert (
+        (await replay.complete([ChatMessage(role="user", content="hi")])).text == live_text == "plain answer"
+    )
+    assert usage.prompt_tokens > 0  # recorded usage comes back with the answer
+
+    unknown = [ChatMessage(role="user", content="never asked")]
+    with pytest.raises(LLMError) as err:
+        await replay.complete(unknown)
+    assert request_hash(unknown, None) in str(err.value) and str(cassette) in str(err.value)
+
+
+async def test_replay_missing_cassette_and_corrupt_line_are_named(tmp_path):
+    with pytest.raises(LLMError, match="does not exist"):
+        ReplayProvider(tmp_path / "absent.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"hash": "x", "request": {}, "response": {"text": "ok"}}\n{"oops": 1}\n')
+    with pytest.raises(LLMError, match="line 2"):
+        ReplayProvider(bad)
+
+
+def test_nothing_configured_gives_none_and_a_how_to_message():
+    cfg = LLMConfig.from_env({})
+    assert make_provider(cfg) is None
+    with pytest.raises(NotConfigured) as err:
+        require_provider(cfg)
+    msg = str(err.value)
+    for needle in (
+        "MCP_FOUNDRY_LLM_BASE_URL",
+        "MCP_FOUNDRY_LLM_MODEL",
+        "MCP_FOUNDRY_LLM_API_KEY",
+        "OPENAI_API_KEY",
+        "http://127.0.0.1:11434/v1",
+        "MCP_FOUNDRY_LLM_CASSETTE",
+    ):
+        assert needle in msg
+
+
+def test_env_config_selects_providers(tmp_path):
+    p = make_provider(
+        LLMConfig.from_env(
+            {
+                "MCP_FOUNDRY_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+                "MCP_FOUNDRY_LLM_MODEL": "qwen",
+                "OPENAI_API_KEY": "sk-x",
+            }
+        )
+    )
+    assert isinstance(p, OpenAIProvider) and p.model == "qwen" and p.base_url == "http://127.0.0.1:9/v1"
+    with pytest.raises(InputError, match="MCP_FOUNDRY_LLM_MODEL"):
+        make_provider(LLMConfig.from_env({"MCP_FOUNDRY_LLM_BASE_URL": "http://127.0.0.1:9/v1"}))
+    with pytest.raises(InputError, match="MCP_FOUNDRY_LLM_PROVIDER: unknown provider 'gpt'"):
+        LLMConfig.from_env({"MCP_FOUNDRY_LLM_PROVIDER": "gpt"})
+    assert (
+        make_provider(LLMConfig.from_env({"MCP_FOUNDRY_LLM_PROVIDER": "none", "OPENAI_API_KEY": "k"})) is None
+    )
+    rec = make_provider(
+        LLMConfig.from_env({"OPENAI_API_KEY": "k", "MCP_FOUNDRY_LLM_CASSETTE": str(tmp_path / "r")})
+    )
+    assert isinstance(rec, RecordingProvider) and rec.model == "gpt-4o-mini"
+
+
+def _sampling_server() -> MCPServer:
+    server = MCPServer("sampling-test")
+
+    @server.tool()
+    async def plan(request: str, ctx: Context) -> str:
+        if not supports_sampling(ctx):
+            return "NO-SAMPLING"
+        usage = Usage()
+        msgs = [ChatMessage(role="system", content="Be terse."), ChatMessage(role="user", content=request)]
+        result = await complete_json(SamplingProvider(ctx), msgs, Plan, usage=usage)
+        return result.model_dump_json()
+
+    return server
+
+
+async def test_sampling_provider_through_a_real_mcp_client():
+    seen: list[types.CreateMessageRequestParams] = []
+
+    async def sampling_callback(context, params: types.CreateMessageRequestParams):
+        seen.append(params)
+        if len(seen) == 1:
+            return types.CreateMessageResult(
+                role="assistant",
+                content=types.TextContent(type="text", text="no json here"),
+                model="client-m",
+            )
+        asked = params.messages[0].content.text
+        text = f'Here: {{"name": "{asked}", "tools": ["t1"]}}'
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=text), model="m"
+        )
+
+    # Handshake-era protocol: the only one where a server may ask the client mid-call.
+    async with Client(_sampling_server(), sampling_callback=sampling_callback, mode="legacy") as client:
+        result = await client.call_tool("plan", {"request": "pdf"})
+    assert not result.is_error, result
+    assert json.loads(result.content[0].text) == {"name": "pdf", "tools": ["t1"]}
+    assert len(seen) == 2  # the first, unparsable answer was re-asked
+    assert "Be terse." in seen[0].system_prompt and "JSON schema" in seen[0].system_prompt
+    assert "no JSON object" in seen[1].messages[-1].content.text
+
+
+async def test_supports_sampling_false_without_client_capability():
+    async with Client(_sampling_server(), mode="legacy") as client:
+        result = await client.call_tool("plan", {"request": "pdf"})
+    assert result.content[0].text == "NO-SAMPLING"
