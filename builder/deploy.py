@@ -1,0 +1,256 @@
+"""Deploy: servers/<name>/<version>/ with the files, a manifest, a client config snippet and a `current` pointer.
+
+A deployed server runs in the dependency environment it was validated in (the env cache
+path is recorded in the manifest and used by the client config snippet), so what was
+tested is exactly what runs. Versions are integers counted up per name; a rebuild adds a
+version and keeps the old ones, `rollback_server` moves the pointer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import BaseModel, Field
+
+from builder.draft import ServerDraft
+from builder.errors import InputError
+
+MANIFEST = "manifest.json"
+CLIENT_CONFIG = "client_config.json"
+CURRENT = "current"
+
+
+class Registration(BaseModel):
+    """Outcome of posting a manifest to the tool registry."""
+
+    url: str
+    ok: bool
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+
+
+class Manifest(BaseModel):
+    """Everything known about one deployed version."""
+
+    name: str
+    version: str
+    created_at: str
+    directory: str
+    summary: str = ""
+    request: str = ""
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    dependencies: list[str] = Field(default_factory=list)
+    hashes: dict[str, str] = Field(default_factory=dict)
+    """sha256 of each deployed file."""
+    env_path: str = ""
+    """The dependency environment the server was validated in and runs in."""
+    command: list[str] = Field(default_factory=list)
+    """The exact command line that runs the server over stdio."""
+    client_config: dict[str, Any] = Field(default_factory=dict)
+    validation: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    reused_case_id: str | None = None
+    registration: Registration | None = None
+
+
+class ServerSummary(BaseModel):
+    """A deployed server name with its versions and the current one."""
+
+    name: str
+    current: str | None
+    versions: list[str]
+    summary: str = ""
+    env_present: bool = True
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or not name.replace("_", "").replace("-", "").isalnum():
+        raise InputError("name", f"{name!r} is not a server name", "a deployed server's name (see list_servers)")
+
+
+def _versions(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted((p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Serialise version allocation and pointer moves between builds and processes."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def client_config(name: str, python: Path, server_py: Path) -> dict[str, Any]:
+    """The snippet a client such as Claude Desktop puts under mcpServers."""
+    return {"mcpServers": {name: {"command": str(python), "args": [str(server_py)]}}}
+
+
+def deploy(servers_dir: Path, name: str, draft: ServerDraft, *, env_path: Path, python: Path, summary: str = "",
+           request: str = "", tools: list[dict[str, Any]] | None = None, validation: dict[str, Any] | None = None,
+           metrics: dict[str, Any] | None = None, reused_case_id: str | None = None) -> Manifest:
+    """Write a new version of `name` atomically, point `current` at it and return its manifest."""
+    _check_name(name)
+    root = servers_dir / name
+    staging = root / f".staging-{uuid.uuid4().hex[:8]}"
+    try:
+        draft.write_to(staging)
+        with _locked(root):
+            existing = _versions(root)
+            version = str(int(existing[-1]) + 1 if existing else 1)
+            final = root / version
+            server_py = final / "server.py"
+            manifest = Manifest(
+                name=name, version=version, created_at=datetime.now(UTC).isoformat(), directory=str(final),
+                summary=summary, request=request, tools=tools or [], dependencies=draft.requirements(),
+                hashes=draft.hashes(), env_path=str(env_path), command=[str(python), str(server_py)],
+                client_config=client_config(name, python, server_py), validation=validation or {},
+                metrics=metrics or {}, reused_case_id=reused_case_id)
+            _write_manifest(staging, manifest)
+            staging.rename(final)
+            _set_current(root, version)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
+    (directory / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    (directory / CLIENT_CONFIG).write_text(json.dumps(manifest.client_config, indent=2), encoding="utf-8")
+
+
+def _set_current(root: Path, version: str) -> None:
+    tmp = root / f".{CURRENT}.{uuid.uuid4().hex[:6]}"
+    tmp.write_text(version)
+    tmp.replace(root / CURRENT)
+
+
+def current_version(servers_dir: Path, name: str) -> str | None:
+    """The version `current` points at, or None."""
+    pointer = servers_dir / name / CURRENT
+    return pointer.read_text().strip() if pointer.is_file() else None
+
+
+def get_server(servers_dir: Path, name: str, version: str | None = None) -> Manifest:
+    """The manifest of one version (the current one by default); InputError for unknown names or versions."""
+    _check_name(name)
+    root = servers_dir / name
+    versions = _versions(root)
+    if not versions:
+        raise InputError("name", f"no deployed server named {name!r}", "a name from list_servers")
+    version = version or current_version(servers_dir, name) or versions[-1]
+    if version not in versions:
+        raise InputError("version", f"{name!r} has no version {version!r}", f"one of {', '.join(versions)}")
+    return Manifest.model_validate_json((root / version / MANIFEST).read_text(encoding="utf-8"))
+
+
+def list_servers(servers_dir: Path) -> list[ServerSummary]:
+    """Every deployed server with its versions, sorted by name."""
+    out = []
+    for root in sorted(p for p in servers_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if servers_dir.is_dir() else []:
+        versions = _versions(root)
+        if not versions:
+            continue
+        m = get_server(servers_dir, root.name)
+        out.append(ServerSummary(name=root.name, current=current_version(servers_dir, root.name),
+                                 versions=versions, summary=m.summary, env_present=Path(m.env_path).is_dir()))
+    return out
+
+
+def remove_server(servers_dir: Path, name: str, version: str | None = None) -> list[str]:
+    """Remove one version (or every version when None); returns the removed versions."""
+    get_server(servers_dir, name, version)
+    root = servers_dir / name
+    with _locked(root):
+        victims = [version] if version else _versions(root)
+        for v in victims:
+            shutil.rmtree(root / v)
+        left = _versions(root)
+        if not left:
+            shutil.rmtree(root, ignore_errors=True)
+        elif current_version(servers_dir, name) not in left:
+            _set_current(root, left[-1])
+    return victims
+
+
+def rollback_server(servers_dir: Path, name: str, version: str | None = None) -> Manifest:
+    """Point `current` at `version`, or at the version before the current one; returns its manifest."""
+    get_server(servers_dir, name)
+    root = servers_dir / name
+    with _locked(root):
+        versions = _versions(root)
+        if version is None:
+            cur = current_version(servers_dir, name) or versions[-1]
+            older = [v for v in versions if int(v) < int(cur)]
+            if not older:
+                raise InputError("version", f"{name!r} is at its oldest version {cur}; nothing to roll back to",
+                                 f"one of {', '.join(versions)}")
+            version = older[-1]
+        elif version not in versions:
+            raise InputError("version", f"{name!r} has no version {version!r}", f"one of {', '.join(versions)}")
+        _set_current(root, version)
+    return get_server(servers_dir, name, version)
+
+
+def verify_files(manifest: Manifest) -> list[str]:
+    """Files of a deployed version whose sha256 no longer matches the manifest (missing files included)."""
+    draft_dir = Path(manifest.directory)
+    bad = []
+    for rel, digest in manifest.hashes.items():
+        p = draft_dir / rel
+        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            bad.append(rel)
+    return bad
+
+
+async def register(manifest: Manifest, url: str, *, attempts: int = 3, backoff_s: float = 0.5,
+                   timeout_s: float = 10.0, log: Callable[[str], None] | None = None) -> Registration:
+    """POST the manifest to a tool registry with retries; never raises, the outcome is returned and recorded."""
+    error, status = None, None
+    body = manifest.model_dump(mode="json", exclude={"registration"})
+    for attempt in range(1, attempts + 1):
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as client:
+                resp = await client.post(url, json=body)
+            status = resp.status_code
+            if resp.status_code < 300:
+                reg = Registration(url=url, ok=True, attempts=attempt, status=status)
+                break
+            error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        except httpx.HTTPError as e:
+            error = f"{type(e).__name__}: {e}"
+        if log:
+            log(f"registry: attempt {attempt}/{attempts} failed: {error}")
+        if attempt < attempts:
+            await anyio.sleep(backoff_s * 2 ** (attempt - 1))
+    else:
+        reg = Registration(url=url, ok=False, attempts=attempts, status=status, error=error)
+    manifest.registration = reg
+    _write_manifest(Path(manifest.directory), manifest)
+    return reg
+
+
+def remove_partial(servers_dir: Path, name: str) -> None:
+    """Drop staging leftovers of an interrupted deploy (never a finished version)."""
+    root = servers_dir / name
+    for p in root.glob(".staging-*") if root.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True)
+

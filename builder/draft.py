@@ -1,0 +1,88 @@
+"""The ServerDraft: one generated server as files, as the Code step produced it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_FILES = 20
+MAX_FILE_BYTES = 200_000
+MAX_TOTAL_BYTES = 600_000
+REQUIRED_FILES = ("server.py", "requirements.txt", "cases.json")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class ServerDraft(BaseModel):
+    """A generated MCP server: relative path -> file content."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, str] = Field(description="Relative path -> content: server.py, requirements.txt, cases.json, "
+                                              "README.md, Dockerfile.")
+
+    @field_validator("files")
+    @classmethod
+    def _check_files(cls, files: dict[str, str]) -> dict[str, str]:
+        if len(files) > MAX_FILES:
+            raise ValueError(f"files: {len(files)} files, at most {MAX_FILES} accepted")
+        total = 0
+        for path, content in files.items():
+            p = PurePosixPath(path)
+            if p.is_absolute() or not p.parts or any(part in ("..", ".") or not _SAFE_PART.match(part)
+                                                       for part in p.parts):
+                raise ValueError(f"files: path {path!r} is not accepted (relative paths of letters, digits, "
+                                 "'_', '-', '.', no '..')")
+            size = len(content.encode("utf-8"))
+            if size > MAX_FILE_BYTES:
+                raise ValueError(f"files[{path!r}]: {size} bytes, at most {MAX_FILE_BYTES} accepted")
+            total += size
+        if total > MAX_TOTAL_BYTES:
+            raise ValueError(f"files: {total} bytes in total, at most {MAX_TOTAL_BYTES} accepted")
+        missing = [f for f in REQUIRED_FILES if f not in files]
+        if missing:
+            raise ValueError(f"files: missing {', '.join(missing)} (every draft needs {', '.join(REQUIRED_FILES)})")
+        return files
+
+    def requirements(self) -> list[str]:
+        """Requirement lines of requirements.txt, comments and blanks dropped."""
+        out = []
+        for line in self.files.get("requirements.txt", "").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                out.append(line)
+        return out
+
+    def write_to(self, directory: Path) -> Path:
+        """Write every file under `directory` (created if needed) and return it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for rel, content in self.files.items():
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+        return directory
+
+    def hashes(self) -> dict[str, str]:
+        """sha256 (hex) of each file's bytes."""
+        return {rel: hashlib.sha256(c.encode("utf-8")).hexdigest() for rel, c in sorted(self.files.items())}
+
+    def digest(self) -> str:
+        """One sha256 over all files, so two identical drafts compare equal."""
+        return hashlib.sha256(json.dumps(self.hashes(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def read_from(cls, directory: Path) -> ServerDraft:
+        """Load a draft from a server directory (text files at the top level and one level down)."""
+        files: dict[str, str] = {}
+        for p in sorted(directory.rglob("*")):
+            rel = p.relative_to(directory)
+            if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in rel.parts) \
+                    and rel.name not in ("manifest.json", "client_config.json") and len(rel.parts) <= 2:
+                try:
+                    files[rel.as_posix()] = p.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    continue
+        return cls(files=files)
