@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
     from server.app import build_app
-    from server.http import parse_bind, serve_http
+    from server.http import check_bind, parse_bind, serve_http
 
     bind = parse_bind(args.http) if args.http else None
+    if bind:
+        check_bind(bind[0], foundry.settings.http_token)
 
     async def run() -> None:
         async with foundry.runner() as runner:

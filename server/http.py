@@ -34,6 +34,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback bind without a token: anyone on the network could run builds."""
+    if not is_loopback(host) and not token:
+        raise InputError("--http", f"binding {host} (not loopback) needs a bearer token",
+                         "set MCP_FOUNDRY_HTTP_TOKEN or pass --token, or bind 127.0.0.1")
+
+
 class BearerAuth:
     """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`, else 401."""
 
@@ -62,9 +69,7 @@ async def serve_http(app: Any, host: str, port: int, token: str | None) -> None:
     """
     import uvicorn
 
-    if not is_loopback(host) and not token:
-        raise InputError("--http", f"binding {host} (not loopback) needs a bearer token",
-                         "set MCP_FOUNDRY_HTTP_TOKEN or pass --token, or bind 127.0.0.1")
+    check_bind(host, token)
     asgi = app.streamable_http_app(host=host)
     if token:
         asgi = BearerAuth(asgi, token)

@@ -1,0 +1,46 @@
+"""Fixtures that start the real `mcp-foundry` command and talk to it as a client would."""
+
+import os
+import socket
+import sys
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+FOUNDRY = [sys.executable, "-m", "server.cli"]
+# One environment cache for every foundry process of the session, so each dependency set is installed once.
+ENV_CACHE = Path(tempfile.gettempdir()) / f"mcp-foundry-test-envs-{os.getuid()}"
+
+
+def foundry_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a foundry child process: this checkout importable, its own data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_FOUNDRY_")}
+    env.update({"MCP_FOUNDRY_DATA_DIR": str(data_dir), "MCP_FOUNDRY_ENV_CACHE": str(ENV_CACHE), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1", **extra})
+    return env
+
+
+@asynccontextmanager
+async def stdio_foundry(data_dir: Path, **extra: str):
+    """A real MCP client connected over stdio to `mcp-foundry serve`."""
+    params = StdioServerParameters(command=FOUNDRY[0], args=[*FOUNDRY[1:], "serve"], env=foundry_env(data_dir, **extra),
+                                   cwd=str(ROOT))
+    async with Client(params, read_timeout_seconds=120) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("foundry-data")

@@ -1,0 +1,79 @@
+"""The same tools over streamable HTTP; the bearer token and the non-loopback rule."""
+
+import subprocess
+import time
+
+import anyio
+import httpx
+import pytest
+from mcp.client.client import Client
+
+from tests.server.conftest import FOUNDRY, ROOT, foundry_env, free_port
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def _start(data_dir, *args, **env):
+    port = free_port()
+    p = subprocess.Popen([*FOUNDRY, "serve", "--http", f"127.0.0.1:{port}", *args], cwd=ROOT,
+                         env=foundry_env(data_dir, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/mcp"
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=0.5)
+            return p, url
+        except httpx.TransportError:
+            if p.poll() is not None:
+                raise AssertionError(p.stderr.read()) from None
+            time.sleep(0.05)
+    p.kill()
+    raise AssertionError("server did not start listening")
+
+
+@pytest.fixture
+def http_server(data_dir):
+    p, url = _start(data_dir)
+    yield url
+    p.terminate()
+    p.wait(10)
+
+
+def test_tools_over_http(http_server):
+    async def main():
+        async with Client(http_server) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"validate_server", "build_status", "build_result", "cancel_build", "list_builds"} <= names
+            res = await client.call_tool("build_status", {"job_id": "unknownjob"})
+            assert res.is_error and "job_id" in res.content[0].text
+            listed = await client.call_tool("list_builds", {})
+            assert listed.structured_content == {"jobs": []}
+
+    anyio.run(main)
+
+
+def test_non_loopback_bind_without_token_refuses_to_start(data_dir):
+    run = subprocess.run([*FOUNDRY, "serve", "--http", f"0.0.0.0:{free_port()}"], cwd=ROOT,
+                         env=foundry_env(data_dir), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "token" in run.stderr and "0.0.0.0" in run.stderr
+
+
+def test_wrong_or_missing_token_gets_401_and_the_right_one_passes(data_dir):
+    p, url = _start(data_dir, "--token", "s3cret-token")
+    try:
+        assert httpx.post(url, json=INIT, headers=HEADERS).status_code == 401
+        wrong = httpx.post(url, json=INIT, headers={**HEADERS, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "Bearer" in wrong.headers["www-authenticate"]
+        ok = httpx.post(url, json=INIT, headers={**HEADERS, "Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200 and "mcp-foundry" in ok.text
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def test_bad_bind_value_is_named(data_dir):
+    run = subprocess.run([*FOUNDRY, "serve", "--http", "localhost:notaport"], cwd=ROOT, env=foundry_env(data_dir),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--http" in run.stderr
