@@ -1,0 +1,95 @@
+"""Docker backend: `docker run` with no network, a read-only root, dropped capabilities and cgroup limits.
+
+The engine is asked through the `docker` package whether it answers; the run itself goes
+through the `docker` CLI so that the wrapped argv can be handed to any stdio client.
+Interpreters and environments are bind-mounted read-only at their host paths, so the
+image only needs a C library compatible with the host's interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sandbox.backends.mounts import (
+    NOBODY,
+    check_readable_by,
+    check_spec_paths,
+    find_tool,
+    hand_workdir_to,
+    interpreter_roots,
+)
+from sandbox.spec import RunSpec
+
+DEFAULT_IMAGE = "python:3.11-slim"
+"""Image used when none is configured."""
+
+
+class DockerBackend:
+    """Isolation in a Docker container; used where an engine answers and bubblewrap does not work."""
+
+    name = "docker"
+    isolates = True
+
+    def __init__(self, image: str = DEFAULT_IMAGE, *, cpus: float = 1.0, ping_timeout: float = 3.0) -> None:
+        """Run in `image`, limited to `cpus` CPUs; give up pinging the engine after `ping_timeout` seconds."""
+        self.image = image
+        self.cpus = cpus
+        self._ping_timeout = ping_timeout
+        self._cli = find_tool("docker")
+        self._probe: tuple[bool, str] | None = None
+
+    def available(self) -> tuple[bool, str]:
+        """Ping the engine once (DOCKER_HOST or the default socket) and say why not if it does not answer."""
+        if self._probe is None:
+            self._probe = self._ping()
+        return self._probe
+
+    def _ping(self) -> tuple[bool, str]:
+        if not self._cli:
+            return False, "the docker CLI is not on PATH"
+        try:
+            import docker  # imported here: the package is only needed to ask the engine
+        except ImportError as exc:
+            return False, f"the docker Python package is not installed: {exc}"
+        try:
+            client = docker.from_env(timeout=self._ping_timeout)
+            try:
+                client.ping()
+                version = client.version().get("Version", "?")
+            finally:
+                client.close()
+        except Exception as exc:  # the package raises several unrelated types for "no engine"
+            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            return False, f"no Docker engine answers at {where}: {type(exc).__name__}: {str(exc)[:200]}"
+        return True, f"Docker engine {version} answers; image {self.image}"
+
+    def wrap(self, argv: list[str], spec: RunSpec) -> list[str]:
+        """Return a `docker run -i --rm ...` argv for `argv` (side effect: workdir is chowned to 65534)."""
+        if not self._cli:
+            raise NotImplementedError("docker backend is unusable here: the docker CLI is not on PATH")
+        check_spec_paths(spec)
+        check_readable_by(NOBODY, spec.readonly_paths)
+        if os.geteuid() == 0:
+            hand_workdir_to(NOBODY, spec.workdir)
+        limits = spec.limits
+        mib = 1024 * 1024
+        workdir = str(spec.workdir)
+        args = [
+            self._cli, "run", "-i", "--rm", "--init",
+            "--network", "bridge" if spec.network else "none",
+            "--user", f"{NOBODY}:{NOBODY}",
+            "--read-only", "--tmpfs", "/tmp:rw,exec,size=256m",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
+            "--pids-limit", str(limits.processes),
+            "--cpus", str(self.cpus),
+            "--ulimit", f"cpu={limits.cpu_seconds}:{limits.cpu_seconds}",
+            "--ulimit", f"fsize={limits.file_size_mb * mib}:{limits.file_size_mb * mib}",
+            "--ulimit", "core=0:0",
+            "-v", f"{workdir}:{workdir}", "-w", workdir,
+        ]
+        for path in dict.fromkeys([*interpreter_roots(argv, spec.readonly_paths), *spec.readonly_paths]):
+            args += ["-v", f"{path}:{path}:ro"]
+        for key, value in spec.env.items():
+            args += ["-e", f"{key}={value}"]
+        return [*args, self.image, *argv]
