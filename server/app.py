@@ -6,7 +6,7 @@ from mcp.server.mcpserver import MCPServer
 
 from builder.jobs import JobRunner
 from builder.service import Foundry
-from server.tools import jobs
+from server.tools import builds, jobs, repository
 
 INSTRUCTIONS = """mcp-foundry builds, validates and deploys MCP servers.
 Long work runs as jobs: a tool that starts one returns a job_id at once; follow it with build_status and read the
@@ -20,4 +20,6 @@ def build_app(foundry: Foundry, runner: JobRunner) -> MCPServer:
 
     app = MCPServer(name="mcp-foundry", instructions=INSTRUCTIONS, version=version("mcp-foundry"), log_level="WARNING")
     jobs.register(app, foundry, runner)
+    builds.register(app, foundry, runner)
+    repository.register(app, foundry)
     return app

@@ -228,7 +228,7 @@ def _servers(foundry: Foundry, args: argparse.Namespace) -> int:
         info = deploy.get_server(root, args.name, args.version)
         print(json.dumps(info.model_dump(mode="json"), indent=2))
     elif args.action == "rollback":
-        print(f"{args.name}: current version is now {deploy.rollback_server(root, args.name, args.version)}")
+        print(f"{args.name}: current version is now {deploy.rollback_server(root, args.name, args.version).version}")
     else:
         removed = deploy.remove_server(root, args.name, args.version)
         print(f"removed {args.name} {', '.join(removed)}")
@@ -243,7 +243,7 @@ def _search(foundry: Foundry, args: argparse.Namespace) -> int:
     if not matches:
         print("no stored case matches (seed the starter library with `mcp-foundry library seed`)")
     for i, m in enumerate(matches, 1):
-        comps = " ".join(f"{k}={v:.2f}" for k, v in m.components.items())
+        comps = " ".join(f"{k}={v:.2f}" for k, v in m.components.model_dump().items())
         print(f"{i}. {m.case.server_name}  score {m.score:.3f}  ({comps})\n   {m.case.summary}\n   {m.reason}")
     return 0
 

@@ -1,0 +1,97 @@
+"""Build tools: request_build and the deployed-server tools (list, get, remove, roll back)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from builder import deploy
+from builder.jobs import JobRunner
+from builder.service import Foundry
+from server.errors import tool_errors
+from server.models import JobTicket
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                            description="A deployed server's name (see list_servers).")]
+Version = Annotated[str | None, Field(max_length=16, pattern=r"^[0-9]+$",
+                                      description="A version number; default: the current one.")]
+
+
+class ServerList(BaseModel):
+    """Deployed servers."""
+
+    servers: list[deploy.ServerSummary]
+
+
+class Removed(BaseModel):
+    """What remove_server removed."""
+
+    name: str
+    removed_versions: list[str]
+
+
+def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
+    """Add the build and deployed-server tools to `app`."""
+    servers_dir = foundry.settings.servers_dir
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
+    @tool_errors
+    async def request_build(
+        description: Annotated[str, Field(min_length=8, max_length=8000, description="The capability the server "
+                                          "should provide, in plain words.")],
+        name: Annotated[str | None, Field(max_length=64, description="Server name (a Python identifier); "
+                                          "derived from the description when omitted.")] = None,
+        tools: Annotated[list[str] | None, Field(max_length=30, description="Tool names or one-line tool "
+                                                 "descriptions the server must offer.")] = None,
+        dependencies: Annotated[list[str] | None, Field(max_length=30, description="Python packages to use "
+                                                        "(pins allowed).")] = None,
+        constraints: Annotated[list[str] | None, Field(max_length=30, description="Constraints, e.g. 'no network', "
+                                                       "'respond within 1 s'.")] = None,
+        examples: Annotated[list[dict[str, Any]] | None, Field(max_length=30, description="Example calls: "
+                                                               "{tool, arguments, expect}.")] = None,
+        needs_network: Annotated[bool, Field(description="The server needs network access at run time.")] = False,
+        priority: Annotated[Literal["low", "normal", "high"], Field(description="Informational priority.")] = "normal",
+        timeout_s: Annotated[float | None, Field(gt=0, le=86400, description="Build timeout in seconds.")] = None,
+    ) -> JobTicket:
+        """Build, validate and deploy an MCP server for a capability; returns a job id at once.
+
+        A request the repository already covers is re-validated and deployed without
+        generating code. Follow it with build_status and build_result.
+        """
+        from builder.pipeline import build_params
+
+        params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
+                              constraints=constraints, examples=examples, needs_network=needs_network,
+                              priority=priority, timeout_s=timeout_s)
+        job = runner.submit("build", params, timeout_s=timeout_s)
+        return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
+                         next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=120)")
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @tool_errors
+    async def list_servers() -> ServerList:
+        """Deployed servers with their versions and the current one."""
+        return ServerList(servers=deploy.list_servers(servers_dir))
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @tool_errors
+    async def get_server(name: Name, version: Version = None) -> deploy.Manifest:
+        """A deployed server's manifest: tools, dependencies, hashes, validation, and the client config snippet."""
+        return deploy.get_server(servers_dir, name, version)
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False,
+                                          openWorldHint=False))
+    @tool_errors
+    async def remove_server(name: Name, version: Version = None) -> Removed:
+        """Remove one version of a deployed server, or all of its versions when no version is given."""
+        return Removed(name=name, removed_versions=deploy.remove_server(servers_dir, name, version))
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True,
+                                          openWorldHint=False))
+    @tool_errors
+    async def rollback_server(name: Name, version: Version = None) -> deploy.Manifest:
+        """Make an older version current (the one before the current version by default)."""
+        return deploy.rollback_server(servers_dir, name, version)

@@ -1,0 +1,82 @@
+"""Repository tools: search_repository and the stored-case resource."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from builder.service import Foundry
+from knowledge.errors import KnowledgeError
+from server.errors import tool_errors
+
+
+class SearchHit(BaseModel):
+    """One stored case that matches, with the score of each component."""
+
+    case_id: str
+    server_name: str
+    summary: str
+    tools: list[str]
+    dependencies: list[str]
+    score: float
+    components: dict[str, float]
+    reason: str
+    resource: str = Field(description="Read it for the full case, files included.")
+
+
+class SearchResults(BaseModel):
+    """search_repository's answer, best first."""
+
+    query: str
+    hits: list[SearchHit]
+
+
+def register(app: MCPServer, foundry: Foundry) -> None:
+    """Add search_repository and foundry://cases/{case_id}."""
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @tool_errors
+    async def search_repository(
+        query: Annotated[str, Field(min_length=2, max_length=2000, description="What you need, in plain words.")],
+        limit: Annotated[int, Field(ge=1, le=20, description="At most this many hits.")] = 5,
+        filters: Annotated[dict[str, Any] | None, Field(description="Optional: dependency (package name), "
+                                                        "min_validation_pass (0..1), server_name, source "
+                                                        "('starter' or 'build'), verdict.")] = None,
+    ) -> SearchResults:
+        """Search the stored, verified servers by meaning, words, tool features and dependencies."""
+        from pydantic import ValidationError
+
+        from builder.errors import InputError
+        from knowledge.models import SearchFilters
+
+        try:
+            parsed = SearchFilters.model_validate(filters) if filters else None
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise InputError(f"filters.{'.'.join(map(str, err['loc']))}", err["msg"],
+                             ", ".join(SearchFilters.model_fields)) from None
+
+        def search() -> list[Any]:
+            return foundry.knowledge.find_similar(query, limit=limit, filters=parsed)
+
+        matches = await anyio.to_thread.run_sync(search)
+        return SearchResults(query=query, hits=[
+            SearchHit(case_id=m.case.id, server_name=m.case.server_name, summary=m.case.summary,
+                      tools=[t.name for t in m.case.tools], dependencies=m.case.dependencies, score=m.score,
+                      components=m.components.model_dump(), reason=m.reason, resource=f"foundry://cases/{m.case.id}")
+            for m in matches])
+
+    @app.resource("foundry://cases/{case_id}", mime_type="application/json",
+                  description="One stored case of the repository, with its files.")
+    async def stored_case(case_id: str) -> str:
+        try:
+            case = await anyio.to_thread.run_sync(foundry.knowledge.get_case, case_id)
+        except KnowledgeError as e:
+            raise ResourceNotFoundError(str(e)) from e
+        return json.dumps(case.model_dump(mode="json"), indent=2)
