@@ -1,0 +1,602 @@
+"""The MCP validator: parse, scan, then run a server in the sandbox and talk to it with a real MCP client over stdio.
+
+Every step records a Check; the first failed check's class (dependency, syntax, import,
+runtime, timeout, protocol, assertion, security) tells the builder which healing strategy
+to try. The server's stdio is bridged by our own transport rather than the SDK's so
+that stray stdout lines (which break real clients' handshakes) are caught verbatim and
+stderr is kept for the report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from subprocess import PIPE
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import jsonschema
+import mcp_types as types
+from anyio.abc import Process
+from mcp.client.client import Client
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from sandbox.backends.base import Backend
+from sandbox.cases import Case, CasesError, judge, load_cases, result_text, result_value
+from sandbox.errors import SandboxError
+from sandbox.policy import safe_env
+from sandbox.report import (
+    CaseResult,
+    Check,
+    FailureClass,
+    PromptInfo,
+    ResourceInfo,
+    ToolInfo,
+    ValidationReport,
+)
+from sandbox.scan import ScanPolicy, python_files, scan_paths, syntax_errors
+from sandbox.spec import Limits, RunSpec
+
+if TYPE_CHECKING:
+    from sandbox.env import Environment
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STDERR_KEEP = 64 * 1024
+STDERR_REPORT = 4000
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\b):?\s*(.*)$")
+
+
+class ValidationTarget(BaseModel):
+    """What to validate: a server directory (scanned, copied into the sandbox, run with `entry`) or a command line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    directory: Path | None = None
+    """A server directory holding `entry`, and optionally requirements.txt / pyproject.toml and cases.json."""
+    entry: str = "server.py"
+    """The script to run, relative to `directory`."""
+    command: list[str] | None = None
+    """A command line that starts an MCP server on stdio (not scanned; run in an empty work dir)."""
+    cases_file: Path | None = None
+    """Cases to use when none are passed; default: `directory`/cases.json when it exists."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ValidationTarget:
+        if (self.directory is None) == (self.command is None):
+            raise ValueError("ValidationTarget: give exactly one of 'directory' (a server directory) or "
+                             "'command' (an argv list that starts a server on stdio)")
+        if self.command is not None and (not self.command or not all(isinstance(a, str) and a for a in self.command)):
+            raise ValueError(f"ValidationTarget.command must be a non-empty list of non-empty strings, "
+                             f"got {self.command!r}")
+        if self.directory is not None:
+            if not self.directory.is_dir():
+                raise ValueError(f"ValidationTarget.directory {str(self.directory)!r} is not an existing directory")
+            entry = Path(self.entry)
+            if entry.is_absolute() or ".." in entry.parts or entry.suffix != ".py":
+                raise ValueError(f"ValidationTarget.entry {self.entry!r} must be a relative .py path inside "
+                                 "the directory, e.g. 'server.py'")
+            if not (self.directory / entry).is_file():
+                raise ValueError(f"ValidationTarget.entry: {str(self.directory / entry)!r} does not exist; "
+                                 "the directory must hold the server's entry script (default 'server.py')")
+        return self
+
+    def label(self) -> str:
+        """The directory path or the command line, for reports."""
+        return str(self.directory) if self.directory is not None else " ".join(self.command or [])
+
+
+def requirements_of(directory: Path | str) -> list[str]:
+    """The requirements a server directory declares: requirements.txt lines, else pyproject [project].dependencies."""
+    directory = Path(directory)
+    req = directory / "requirements.txt"
+    if req.is_file():
+        lines = (line.split("#", 1)[0].strip() for line in req.read_text(encoding="utf-8").splitlines())
+        return [line for line in lines if line and not line.startswith("-")]
+    pyproject = directory / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SandboxError(f"{pyproject}: not valid TOML ({exc}); fix it or use requirements.txt") from exc
+        deps = data.get("project", {}).get("dependencies", [])
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise SandboxError(f"{pyproject}: [project].dependencies must be a list of requirement strings")
+        return list(deps)
+    return []
+
+
+class _Recorder:
+    """Collects checks in order and forwards log lines and progress to the caller."""
+
+    def __init__(self, log: Callable[[str], None] | None, progress: Callable[[float, str], None] | None) -> None:
+        self.checks: list[Check] = []
+        self._log = log
+        self._progress = progress
+
+    def check(self, name: str, passed: bool, reason: str, seconds: float = 0.0,
+              failure_class: FailureClass | None = None) -> Check:
+        item = Check(name=name, passed=passed, reason=reason, seconds=round(seconds, 4),
+                     failure_class=None if passed else failure_class)
+        self.checks.append(item)
+        self.log(f"{'PASS' if passed else 'FAIL'} {name}: {reason}")
+        return item
+
+    def log(self, line: str) -> None:
+        if self._log is not None:
+            self._log(line)
+
+    def progress(self, fraction: float, message: str) -> None:
+        if self._progress is not None:
+            self._progress(fraction, message)
+
+
+class _ServerIO:
+    """The server process's side effects we judge it by: stdout noise, stderr, exit code."""
+
+    def __init__(self) -> None:
+        self.noise: list[str] = []
+        self.noise_count = 0
+        self.stderr = bytearray()
+        self.process: Process | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None
+
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", errors="replace")
+
+
+@asynccontextmanager
+async def _stdio_transport(argv: list[str], cwd: Path, io: _ServerIO) -> AsyncIterator[Any]:
+    """Launch `argv` and bridge its stdio to MCP message streams; stdout lines that are not JSON-RPC become noise."""
+    process = await anyio.open_process(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=cwd, start_new_session=True)
+    io.process = process
+    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
+    stdout_done = anyio.Event()
+
+    async def pump_stdout() -> None:
+        assert process.stdout is not None
+        buffer = b""
+        async with read_send:
+            try:
+                async for chunk in process.stdout:
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for raw in lines:
+                        await _deliver(raw.decode("utf-8", errors="replace"), read_send, io)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+                pass
+            if buffer:
+                await _deliver(buffer.decode("utf-8", errors="replace"), read_send, io)
+            stdout_done.set()
+
+    async def pump_stderr() -> None:
+        assert process.stderr is not None
+        try:
+            async for chunk in process.stderr:
+                io.stderr += chunk
+                del io.stderr[:-STDERR_KEEP]
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            pass
+
+    async def pump_stdin() -> None:
+        assert process.stdin is not None
+        try:
+            async with write_recv:
+                async for message in write_recv:
+                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+                    await process.stdin.send(data.encode())
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            await read_send.aclose()  # the server stopped reading: let pending requests fail, not hang
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pump_stdout)
+        tg.start_soon(pump_stderr)
+        tg.start_soon(pump_stdin)
+        try:
+            yield read_recv, write_send
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
+                # Output flushed while exiting (a late print) still counts: let the stdout pump reach EOF.
+                with anyio.move_on_after(1.0):
+                    await stdout_done.wait()
+            tg.cancel_scope.cancel()
+            await write_send.aclose()
+
+
+async def _deliver(line: str, stream: Any, io: _ServerIO) -> None:
+    text = line.rstrip("\r")
+    try:
+        message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+    except ValueError:
+        io.noise_count += 1
+        if len(io.noise) < 20:
+            io.noise.append(text[:200])
+        return
+    try:
+        await stream.send(SessionMessage(message))
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass  # the client has gone; keep reading so noise printed while exiting is still seen
+
+
+async def _stop(process: Process) -> None:
+    """Close stdin (the MCP way to ask a stdio server to exit), then SIGTERM, then SIGKILL the process group."""
+    if process.stdin is not None:
+        try:
+            await process.stdin.aclose()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+    for sig, grace in ((None, 2.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 2.0)):
+        if sig is not None and process.returncode is None:
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                pass
+        with anyio.move_on_after(grace):
+            await process.wait()
+        if process.returncode is not None:
+            return
+
+
+async def validate_server(
+    target: ValidationTarget,
+    *,
+    backend: Backend,
+    env: Environment | None,
+    cases: list[Case] | None,
+    limits: Limits | None = None,
+    network: bool = False,
+    policy: ScanPolicy | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    init_timeout: float = 30.0,
+    call_timeout: float = 30.0,
+) -> ValidationReport:
+    """Validate one MCP server: static checks, then a real MCP session in the sandbox; never raises for a bad server.
+
+    `env` is the dependency environment whose python runs the server (None: the
+    builder's own interpreter). `cases` None means the target's cases file, if any.
+    The whole run is bounded by `limits.wall_seconds`.
+    """
+    limits = limits or Limits()
+    rec = _Recorder(log, progress)
+    started, t0 = datetime.now(UTC), time.monotonic()
+    report: dict[str, Any] = {"findings": []}
+    io = _ServerIO()
+    with anyio.move_on_after(limits.wall_seconds) as overall:
+        await _validate(target, backend, env, cases, limits, network, policy or ScanPolicy(), rec, report, io,
+                        init_timeout, call_timeout)
+    if overall.cancelled_caught:
+        rec.check("wall-clock limit", False, f"validation did not finish within limits.wall_seconds="
+                  f"{limits.wall_seconds:g} s; the server or a tool is too slow", limits.wall_seconds, "timeout")
+    verdict = "pass" if rec.checks and all(c.passed for c in rec.checks) else "fail"
+    rec.progress(1.0, f"verdict: {verdict}")
+    return ValidationReport(
+        target=target.label(), backend=backend.name, started=started, finished=datetime.now(UTC),
+        duration=round(time.monotonic() - t0, 4), checks=rec.checks, verdict=verdict,
+        stderr_tail=io.stderr_text()[-STDERR_REPORT:], **report,
+    )
+
+
+async def _validate(target: ValidationTarget, backend: Backend, env: Environment | None, cases: list[Case] | None,
+                    limits: Limits, network: bool, policy: ScanPolicy, rec: _Recorder, report: dict[str, Any],
+                    io: _ServerIO, init_timeout: float, call_timeout: float) -> None:
+    if cases is None:
+        try:
+            cases = _default_cases(target)
+        except CasesError as exc:
+            rec.check("cases file", False, str(exc), failure_class="syntax")
+            return
+    if target.directory is not None and not _static_checks(target.directory, policy, rec, report):
+        return
+    python = Path(env.python) if env is not None else Path(sys.executable)
+    readonly = (Path(env.path),) if env is not None else (Path(sys.prefix),)
+    with tempfile.TemporaryDirectory(prefix="mcpf-validate-") as tmp:
+        workdir = Path(tmp) / "work"
+        if target.directory is not None:
+            shutil.copytree(target.directory, workdir, symlinks=False,
+                            ignore=shutil.ignore_patterns("__pycache__", ".venv", ".git", "*.pyc"))
+            argv = [str(python), target.entry]
+        else:
+            workdir.mkdir()
+            argv = list(target.command or [])
+        os.chmod(tmp, 0o755)  # the sandboxed uid must reach the work dir through it
+        spec = RunSpec(workdir=workdir, readonly_paths=readonly, network=network, limits=limits,
+                       env=safe_env({"PYTHONPATH": str(workdir), "COLUMNS": "160"}))  # COLUMNS: wider log lines
+        wrapped = backend.wrap(argv, spec)
+        rec.progress(0.2, f"starting the server with the {backend.name} backend")
+        local = {p.stem for p in workdir.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+        await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout)
+
+
+def _default_cases(target: ValidationTarget) -> list[Case]:
+    path = target.cases_file
+    if path is None and target.directory is not None and (target.directory / "cases.json").is_file():
+        path = target.directory / "cases.json"
+    return load_cases(path) if path is not None else []
+
+
+def _static_checks(directory: Path, policy: ScanPolicy, rec: _Recorder, report: dict[str, Any]) -> bool:
+    """Syntax of every .py file, then the security scan; False when the server must not run."""
+    rec.progress(0.05, "parsing the source")
+    t = time.monotonic()
+    files = python_files([directory])
+    broken = syntax_errors(files)
+    if broken:
+        first = broken[0]
+        where = f"{Path(first.file).relative_to(directory)}:{first.line}"
+        more = f" (and {len(broken) - 1} more file(s))" if len(broken) > 1 else ""
+        rec.check("syntax", False, f"{where}: {first.message}{more}", time.monotonic() - t, "syntax")
+        return False
+    rec.check("syntax", True, f"{len(files)} Python file(s) parse", time.monotonic() - t)
+    rec.progress(0.1, "scanning for unsafe code")
+    t = time.monotonic()
+    findings = [f.model_copy(update={"file": str(Path(f.file).relative_to(directory))}) for f in scan_paths(files)]
+    report["findings"] = findings
+    blocked = policy.blocking(findings)
+    if blocked:
+        listed = "; ".join(f"{f.where()} {f.rule} ({f.severity}): {f.message}" for f in blocked[:3])
+        rec.check("security scan", False, f"{len(blocked)} finding(s) at or above '{policy.block_at}' block the "
+                  f"run, nothing was executed: {listed}", time.monotonic() - t, "security")
+        return False
+    rec.check("security scan", True, f"{len(findings)} finding(s), none at or above '{policy.block_at}'",
+              time.monotonic() - t)
+    return True
+
+
+async def _session(argv: list[str], workdir: Path, cases: list[Case], io: _ServerIO, rec: _Recorder,
+                   report: dict[str, Any], local_modules: set[str], init_timeout: float, call_timeout: float) -> None:
+    """Initialize, list, check definitions and run the cases against the server started by `argv`."""
+    # mode="legacy": the initialize handshake every deployed client (Claude Desktop included) performs.
+    client = Client(_stdio_transport(argv, workdir, io), mode="legacy", cache=None, read_timeout_seconds=call_timeout,
+                    client_info=types.Implementation(name="mcp-foundry-validator", version="0.1.0"))
+    noise_at = len(rec.checks) + 1  # the stdout check goes right after initialize: noise breaks handshakes
+    t = time.monotonic()
+    started, failure = False, None
+    try:
+        # One scope whose deadline covers only the handshake: the client's task group must open and close in it.
+        with anyio.CancelScope(deadline=anyio.current_time() + init_timeout) as init_scope:
+            async with client:
+                started, init_scope.deadline = True, math.inf
+                rec.check("initialize", True, f"protocol {client.protocol_version}, server "
+                          f"{_server_label(client)} in {time.monotonic() - t:.2f} s", time.monotonic() - t)
+                report["protocol_version"] = client.protocol_version
+                report["server_info"] = client.server_info.model_dump(exclude_none=True) if client.server_info else None
+                report["capabilities"] = client.server_capabilities.model_dump(by_alias=True, exclude_none=True)
+                rec.progress(0.35, "listing tools, resources and prompts")
+                tools = await _list_everything(client, rec, report)
+                if tools is not None:
+                    await _run_cases(client, cases, tools, io, rec, report, call_timeout)
+    except Exception as exc:  # a closed pipe or a bad answer: verdicts about the server, not crashes of ours
+        failure = exc
+    if not started:
+        timed_out = failure is None and init_scope.cancelled_caught
+        klass, reason = _start_failure(failure, timed_out, io, local_modules, init_timeout)
+        rec.check("initialize", False, reason, time.monotonic() - t, klass)
+    elif failure is not None:
+        rec.check("session", False, f"the session broke: {type(failure).__name__}: {str(failure)[:300]}",
+                  failure_class="runtime" if io.returncode not in (None, 0) else "protocol")
+    _noise_check(io, rec, noise_at)
+
+
+def _server_label(client: Client) -> str:
+    info = client.server_info
+    return f"{info.name} {info.version}".strip() if info else "(anonymous)"
+
+
+def _start_failure(exc: Exception | None, timed_out: bool, io: _ServerIO, local_modules: set[str],
+                   timeout: float) -> tuple[FailureClass, str]:
+    """Why the server never completed initialize: classify by its stderr, exit code and the error seen."""
+    stderr = io.stderr_text()
+    imports = re.findall(r"^(ModuleNotFoundError|ImportError): (.*)$", stderr, re.MULTILINE)
+    if imports:
+        kind, message = imports[-1]
+        missing = re.search(r"No module named '([^']+)'", message)
+        if kind == "ModuleNotFoundError" and missing and "." not in missing.group(1) \
+                and missing.group(1) not in local_modules:
+            return "dependency", (f"missing dependency: No module named '{missing.group(1)}'; add the distribution "
+                                  "that provides it to requirements.txt")
+        return "import", f"server fails to import: {kind}: {message[:300]}"
+    crash = _last_exception(stderr)
+    if crash:
+        return "runtime", f"server crashed before answering initialize: {crash}"
+    if not timed_out and io.returncode is not None:
+        tail = stderr.strip().splitlines()[-1:] or ["(empty)"]
+        return "runtime", f"server exited with code {io.returncode} before answering initialize; stderr: {tail[0][:200]}"
+    if timed_out or exc is None:
+        return "timeout", (f"no answer to initialize within {timeout:g} s; the server is running but silent on "
+                           "stdout (does it start the MCP server, e.g. mcp.run(), under `if __name__ == '__main__'`?)")
+    return "protocol", f"initialize failed: {type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _last_exception(stderr: str) -> str | None:
+    ours = ("ToolError", "UnexpectedToolError", "MCPServerError")
+    for line in reversed(stderr.strip().splitlines()):
+        m = _EXCEPTION_LINE.match(line.strip())
+        if m and m.group(1).rsplit(".", 1)[-1] not in ours and (m.group(2) or line.strip().endswith(m.group(1))):
+            return line.strip()[:300]
+    return None
+
+
+def _noise_check(io: _ServerIO, rec: _Recorder, at: int) -> None:
+    if io.noise_count:
+        shown = ", ".join(repr(line) for line in io.noise[:3])
+        check = Check(name="stdout is JSON-RPC only", passed=False, failure_class="protocol",
+                      reason=f"the server wrote {io.noise_count} line(s) to stdout that are not JSON-RPC messages "
+                      f"({shown}); stdout is the protocol channel, so log and print to stderr instead")
+    else:
+        check = Check(name="stdout is JSON-RPC only", passed=True, reason="no stray output on stdout")
+    rec.checks.insert(min(at, len(rec.checks)), check)
+    rec.log(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.reason}")
+
+
+async def _list_everything(client: Client, rec: _Recorder, report: dict[str, Any]) -> dict[str, ToolInfo] | None:
+    """tools/list plus a definition check per tool, then resources and prompts if advertised; None if tools/list fails."""
+    t = time.monotonic()
+    try:
+        listed = await _all_pages(client.list_tools)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the server's
+        rec.check("tools/list", False, f"tools/list failed: {type(exc).__name__}: {exc}", time.monotonic() - t,
+                  "protocol")
+        return None
+    tools = [ToolInfo(name=tool.name, description=tool.description, input_schema=tool.input_schema,
+                      output_schema=tool.output_schema,
+                      annotations=tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations
+                      else {}) for tool in listed]
+    report["tools"] = tools
+    rec.check("tools/list", bool(tools), f"{len(tools)} tool(s): {', '.join(t.name for t in tools)}" if tools
+              else "the server lists no tools; an MCP server built here must offer at least one",
+              time.monotonic() - t, "protocol")
+    for tool in tools:
+        problems = _definition_problems(tool)
+        hints = ", ".join(f"{k}={v}" for k, v in tool.annotations.items() if k.endswith("Hint")) or "no annotations"
+        rec.check(f"tool {tool.name[:70]}: definition", not problems,
+                  "; ".join(problems) if problems else f"{len(tool.input_schema.get('properties', {}))} "
+                  f"parameter(s), {hints}", failure_class="protocol")
+    caps = client.server_capabilities
+    for kind, advertised in (("resources", caps.resources), ("prompts", caps.prompts)):
+        if advertised is None:
+            continue
+        t = time.monotonic()
+        try:
+            if kind == "resources":
+                items = [ResourceInfo(uri=str(r.uri), name=r.name, description=r.description, mime_type=r.mime_type)
+                         for r in await _all_pages(client.list_resources)]
+                items += [ResourceInfo(uri=r.uri_template, name=r.name, description=r.description,
+                                       mime_type=r.mime_type, template=True)
+                          for r in await _all_pages(client.list_resource_templates)]
+            else:
+                items = [PromptInfo(name=p.name, description=p.description,
+                                    arguments=[a.name for a in p.arguments or []])
+                         for p in await _all_pages(client.list_prompts)]
+        except Exception as exc:  # noqa: BLE001
+            rec.check(f"{kind}/list", False, f"{kind} capability advertised but listing failed: {exc}",
+                      time.monotonic() - t, "protocol")
+            continue
+        report[kind] = items
+        rec.check(f"{kind}/list", True, f"{len(items)} {kind}", time.monotonic() - t)
+    return {tool.name: tool for tool in tools}
+
+
+async def _all_pages(fetch: Callable[..., Any], cap: int = 50) -> list[Any]:
+    items: list[Any] = []
+    cursor = None
+    for _ in range(cap):  # a paginator that never ends must not hang validation
+        page = await fetch(cursor=cursor)
+        items += getattr(page, "tools", None) or getattr(page, "resources", None) or \
+            getattr(page, "resource_templates", None) or getattr(page, "prompts", None) or []
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return items
+
+
+def _definition_problems(tool: ToolInfo) -> list[str]:
+    """What is wrong with a listed tool: its name and its input/output schemas."""
+    problems = []
+    if not TOOL_NAME.match(tool.name):
+        bad = sorted({c for c in tool.name if not re.match(r"[A-Za-z0-9_-]", c)})
+        why = f"characters {bad} are not allowed" if bad else f"it is {len(tool.name)} characters long"
+        problems.append(f"tool name {tool.name[:80]!r} is rejected by clients: {why}; use 1-64 of "
+                        "A-Z a-z 0-9 _ -")
+    for label, schema in (("inputSchema", tool.input_schema), ("outputSchema", tool.output_schema)):
+        if schema is None:
+            continue
+        if schema.get("type") != "object":
+            problems.append(f"{label} must have \"type\": \"object\", got {schema.get('type')!r}")
+        if "properties" in schema and not isinstance(schema["properties"], dict):
+            problems.append(f"{label}.properties must be an object mapping parameter names to schemas")
+        try:
+            jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            problems.append(f"{label} is not a valid JSON schema: {exc.message}")
+    return problems
+
+
+async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInfo], io: _ServerIO,
+                     rec: _Recorder, report: dict[str, Any], call_timeout: float) -> None:
+    """Call each case's tool, judge the result, and after every error result check that the server still answers."""
+    results = report.setdefault("cases", [])
+    for index, case in enumerate(cases):
+        name = f"case {case.label(index)}"
+        rec.progress(0.45 + 0.5 * index / max(len(cases), 1), name)
+        expected = case.expect.as_json() if case.expect else None
+        if case.tool not in tools:
+            reason = f"tool {case.tool!r} is not listed by the server (listed: {', '.join(tools) or 'none'})"
+            results.append(_case_result(case, expected, None, False, False, 0.0, reason))
+            rec.check(name, False, reason, failure_class="assertion")
+            continue
+        stderr_mark = len(io.stderr)
+        t = time.monotonic()
+        try:
+            with anyio.fail_after(call_timeout):
+                result = await client.call_tool(case.tool, case.arguments)
+        except Exception as exc:  # noqa: BLE001 - every way a call can go wrong is a verdict
+            seconds = time.monotonic() - t
+            klass, reason = _call_failure(exc, io, call_timeout)
+            results.append(_case_result(case, expected, None, False, False, seconds * 1000, reason))
+            rec.check(name, False, reason, seconds, klass)
+            if io.returncode is not None or klass == "timeout":
+                return  # dead or stuck: later cases would only repeat this failure
+            continue
+        seconds = time.monotonic() - t
+        text = result_text(result.content)
+        value = text if result.is_error else result_value(result.structured_content, text)
+        passed, reason = judge(case.expect, is_error=result.is_error, value=value, text=text)
+        if result.is_error and not passed:
+            crash = _last_exception(io.stderr[stderr_mark:].decode("utf-8", errors="replace"))
+            reason += f" (server stderr: {crash})" if crash else ""
+        results.append(_case_result(case, expected, value, result.is_error, passed, seconds * 1000, reason))
+        klass: FailureClass = "runtime" if result.is_error else "assertion"
+        rec.check(name, passed, reason, seconds, klass)
+        if result.is_error:
+            await _alive_check(client, case.tool, rec)
+
+
+def _case_result(case: Case, expected: dict[str, Any] | None, actual: Any, is_error: bool, passed: bool,
+                 latency_ms: float, reason: str) -> CaseResult:
+    return CaseResult(tool=case.tool, name=case.name, arguments=case.arguments, expected=expected, actual=actual,
+                      is_error=is_error, passed=passed, latency_ms=round(latency_ms, 2), reason=reason)
+
+
+def _call_failure(exc: Exception, io: _ServerIO, timeout: float) -> tuple[FailureClass, str]:
+    if isinstance(exc, TimeoutError):
+        return "timeout", f"no answer within {timeout:g} s"
+    if io.returncode is not None:
+        crash = _last_exception(io.stderr_text())
+        return "runtime", f"the server died during the call (exit code {io.returncode})" + (
+            f": {crash}" if crash else "")
+    if isinstance(exc, MCPError):
+        return "protocol", (f"the call got a JSON-RPC error ({exc.code}: {exc}) instead of a result; a tool "
+                            "failure must come back as a result with isError=true")
+    if isinstance(exc, RuntimeError) and "structured content" in str(exc).lower():
+        return "protocol", f"the result does not match the tool's outputSchema: {exc}"
+    return "protocol", f"the call failed: {type(exc).__name__}: {str(exc)[:300]}"
+
+
+async def _alive_check(client: Client, tool: str, rec: _Recorder) -> None:
+    t = time.monotonic()
+    try:
+        with anyio.fail_after(10):
+            await client.list_tools()
+    except Exception as exc:  # noqa: BLE001
+        rec.check(f"alive after {tool} error", False, f"the server stopped answering after {tool} returned an "
+                  f"error: {type(exc).__name__}: {exc}", time.monotonic() - t, "runtime")
+        return
+    rec.check(f"alive after {tool} error", True, "the server still answers tools/list", time.monotonic() - t)
