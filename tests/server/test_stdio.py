@@ -1,0 +1,181 @@
+"""Acceptance through a real MCP client over real stdio against `mcp-foundry serve`."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import anyio
+import pytest
+
+from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, stdio_foundry
+
+JOB_TOOLS = {"validate_server", "build_status", "build_result", "cancel_build", "list_builds"}
+
+
+async def _validate(client, name, **extra):
+    res = await client.call_tool("validate_server", {"path": str(FIXTURES / name), **extra})
+    assert not res.is_error, res.content
+    return res.structured_content["job_id"]
+
+
+async def _result(client, job_id, progress=None):
+    res = await client.call_tool("build_result", {"job_id": job_id, "wait_s": 240}, progress_callback=progress)
+    assert not res.is_error, res.content
+    out = res.structured_content
+    assert out["final"], out
+    return out
+
+
+def test_good_and_broken_samples_get_the_right_verdicts(data_dir):
+    seen_progress = []
+
+    async def progress(value, total, message):
+        seen_progress.append((value, message))
+
+    async def main():
+        async with stdio_foundry(data_dir) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert JOB_TOOLS <= names
+            good = await _validate(client, "good_server")
+            broken = {name: await _validate(client, name) for name in
+                      ("import_error_server", "raising_tool_server", "no_init_server", "wrong_result_server")}
+            out = await _result(client, good, progress)
+            assert out["state"] == "succeeded" and out["result"]["report"]["verdict"] == "pass"
+            classes = {}
+            for name, job_id in broken.items():
+                out = await _result(client, job_id)
+                report = out["result"]["report"]
+                assert out["state"] == "failed" and report["verdict"] == "fail", name
+                failed = [c for c in report["checks"] if not c["passed"]]
+                assert all(c["reason"] for c in failed), name  # every failure says why
+                classes[name] = {c["failure_class"] for c in failed}
+            status = await client.call_tool("build_status", {"job_id": good})
+            assert status.structured_content["state"] == "succeeded" and status.structured_content["log_tail"]
+            log = await client.read_resource(f"foundry://jobs/{good}/log")
+            assert "verdict" in log.contents[0].text.lower() or "pass" in log.contents[0].text.lower()
+            listed = await client.call_tool("list_builds", {"kind": "validate"})
+            assert len(listed.structured_content["jobs"]) == 5
+            return classes
+
+    classes = anyio.run(main)
+    assert "import" in classes["import_error_server"] or "dependency" in classes["import_error_server"]
+    assert "runtime" in classes["raising_tool_server"]
+    assert "timeout" in classes["no_init_server"]
+    assert "assertion" in classes["wrong_result_server"]
+    assert seen_progress, "a caller that sent a progress token got no progress notification"
+
+
+def test_bad_input_gets_a_specific_error_and_writes_nothing(data_dir, tmp_path):
+    async def main():
+        async with stdio_foundry(data_dir) as client:
+            cases = [
+                ("build_status", {"job_id": "doesnotexist"}, "job_id"),
+                ("validate_server", {"path": str(tmp_path / "missing")}, "path"),
+                ("validate_server", {}, "path/command"),
+                ("validate_server", {"path": "x" * 5000}, "path"),
+                ("validate_server", {"path": str(FIXTURES / "good_server"), "cases_file": "/no/such.json"},
+                 "cases_file"),
+                ("build_result", {"job_id": "abc", "wait_s": "soon"}, "wait_s"),
+                ("list_builds", {"state": "sleeping"}, "state"),
+            ]
+            for tool, args, field in cases:
+                res = await client.call_tool(tool, args)
+                text = res.content[0].text
+                assert res.is_error and field in text, (tool, args, text)
+            listed = await client.call_tool("list_builds", {})
+            assert listed.structured_content["jobs"] == []
+
+    anyio.run(main)
+
+
+def test_kill_9_while_a_job_runs_leaves_it_interrupted_and_keeps_results(data_dir):
+    env = foundry_env(data_dir)
+
+    # Run the first life in a child process so that it can be killed with SIGKILL mid-job.
+    script = (
+        "import anyio, json, sys\n"
+        "from pathlib import Path\n"
+        "from tests.server.test_stdio import _crash_helper\n"
+        "anyio.run(_crash_helper, Path(sys.argv[1]))\n"
+    )
+    p = subprocess.Popen([FOUNDRY[0], "-c", script, str(data_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    done, running, server_pid = p.stdout.readline().split()
+    os.kill(int(server_pid), signal.SIGKILL)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(0.2)
+    assert not _alive(int(server_pid))
+
+    async def second_life():
+        async with stdio_foundry(data_dir) as client:
+            st = (await client.call_tool("build_status", {"job_id": running})).structured_content
+            assert st["state"] == "interrupted" and "stopped" in st["error"]
+            res = (await client.call_tool("build_result", {"job_id": done})).structured_content
+            assert res["state"] == "succeeded" and res["result"]["report"]["verdict"] == "pass"
+
+    anyio.run(second_life)
+
+
+async def _crash_helper(data_dir):
+    """Runs in a child: starts a server, finishes one job, leaves one running, prints ids and the server's pid."""
+    async with stdio_foundry(data_dir) as client:
+        done = await _validate(client, "good_server")
+        assert (await _result(client, done))["state"] == "succeeded"
+        running = await _validate(client, "no_init_server")
+        while (await client.call_tool("build_status", {"job_id": running})).structured_content["state"] != "running":
+            await anyio.sleep(0.05)
+        pid = _server_pid(data_dir)
+        print(done, running, pid, flush=True)
+        await anyio.sleep(120)
+
+
+def _server_pid(data_dir) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+                env = open(f"/proc/{entry}/environ", "rb").read()
+            except OSError:
+                continue
+            if b"server.cli" in cmd and b"serve" in cmd and str(data_dir).encode() in env:
+                return int(entry)
+    raise AssertionError("server process not found")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_cli_validate_status_and_doctor(data_dir):
+    env = foundry_env(data_dir)
+    run = subprocess.run([*FOUNDRY, "validate", str(FIXTURES / "good_server")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr
+    assert "PASS" in run.stdout
+    bad = subprocess.run([*FOUNDRY, "validate", str(FIXTURES / "wrong_result_server"), "--json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert bad.returncode == 1
+    doc = json.loads(bad.stdout)
+    assert doc["result"]["report"]["verdict"] == "fail"
+    status = subprocess.run([*FOUNDRY, "status", doc["job_id"]], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert status.returncode == 0 and "failed" in status.stdout
+    missing = subprocess.run([*FOUNDRY, "validate", "/no/such/dir"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "path" in missing.stderr and "not an existing directory" in missing.stderr
+    doctor = subprocess.run([*FOUNDRY, "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert doctor.returncode == 0
+    assert "bubblewrap" in doctor.stdout and "docker" in doctor.stdout and "process" in doctor.stdout
+    assert str(data_dir) in doctor.stdout
+
+
+@pytest.mark.parametrize("bad", ["--max-jobs=0"])
+def test_invalid_setting_names_it(data_dir, bad):
+    run = subprocess.run([*FOUNDRY, bad, "doctor"], cwd=ROOT, env=foundry_env(data_dir), capture_output=True,
+                         text=True)
+    assert run.returncode == 2 and "max_concurrent_jobs" in run.stderr
