@@ -10,6 +10,7 @@ import pytest
 from builder.cache import JsonCache
 from builder.errors import InputError
 from builder.research import Researcher, ResearchError, html_to_text, quote_untrusted, search_query
+from sandbox.vet import blocking, vet_dependencies
 
 pytestmark = pytest.mark.anyio
 
@@ -157,6 +158,13 @@ async def test_gather_collects_packages_repos_docs_and_notes(tmp_path, fake_web)
     assert [h.full_name for h in res.repos] == ["acme/pdf-tables"]
     assert [d.text for d in res.docs] == ["pdfplumber.open(path)"]
     assert res.notes == []
+    # The builder hands the same facts to dependency vetting: the misspelt, missing name is blocked.
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    findings = vet_dependencies(["pdfplumber==0.11.0", "pdfplumbr==0.1"], res.package_meta(), now=now)
+    assert {(f.package, f.rule) for f in blocking(findings)} == {
+        ("pdfplumbr", "missing"),
+        ("pdfplumbr", "typosquat"),
+    }
 
 
 async def test_gather_with_github_down_still_returns_packages(tmp_path, fake_web):
