@@ -78,6 +78,7 @@ class OpenAIProvider:
         kwargs: dict[str, Any] = {"model": self.model, "messages": wire, "temperature": temperature}
         if max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
+        rejected = False
         if json_schema is not None and self.supports_response_format is not False:
             try:
                 resp = await self._create_with_retries(
@@ -90,16 +91,19 @@ class OpenAIProvider:
                 self.supports_response_format = True
                 return self._completion(resp, json_schema)
             except openai.APIStatusError as e:
-                # 400/422 with response_format set: the endpoint does not do structured output.
+                # 400/422 with response_format set: probably no structured output here; try without it.
                 if e.status_code not in (400, 422):
                     raise self._error(e) from e
-                self.supports_response_format = False
+                rejected = True
         if json_schema is not None:
             kwargs["messages"] = _with_instruction(wire, schema_instruction(json_schema, schema_name))
         try:
             resp = await self._create_with_retries(**kwargs)
         except openai.APIStatusError as e:
             raise self._error(e) from e
+        if rejected:
+            # Only now is it clear that response_format (not the request as a whole) was the problem.
+            self.supports_response_format = False
         return self._completion(resp, json_schema)
 
     async def _create_with_retries(self, **kwargs: Any) -> Any:

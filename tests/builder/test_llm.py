@@ -69,6 +69,17 @@ async def test_rejected_response_format_falls_back_to_extraction_and_is_remember
     assert fake_openai.calls == 3
 
 
+async def test_a_400_that_also_fails_without_response_format_is_raised_not_remembered(fake_openai):
+    fake_openai.script(
+        [Reply(status=400, text="context too long"), Reply(status=400, text="context too long")]
+    )
+    p = provider(fake_openai)
+    with pytest.raises(LLMError, match="HTTP 400 .*context too long"):
+        await p.complete(MSGS, json_schema=Plan.model_json_schema())
+    assert p.supports_response_format is None
+    assert fake_openai.calls == 2
+
+
 async def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai):
     fake_openai.script([Reply(status=429, headers={"Retry-After": "0.05"}), 503, "hello"])
     p = provider(fake_openai, max_retries=3)
