@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STDERR_KEEP = 64 * 1024
 STDERR_REPORT = 4000
+STDOUT_LINE_MAX = 32 * 1024 * 1024
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\b):?\s*(.*)$")
 
 
@@ -179,6 +180,9 @@ async def _stdio_transport(argv: list[str], cwd: Path, io: _ServerIO) -> AsyncIt
                     *lines, buffer = buffer.split(b"\n")
                     for raw in lines:
                         await _deliver(raw.decode("utf-8", errors="replace"), read_send, io)
+                    if len(buffer) > STDOUT_LINE_MAX:  # a runaway line without newline must not eat memory
+                        await _deliver(buffer[:200].decode("utf-8", errors="replace"), read_send, io)
+                        buffer = b""
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                 pass
             if buffer:
