@@ -46,9 +46,18 @@ class SamplingProvider:
         model_hint: str | None = None,
         timeout_s: float = 600.0,
     ):
-        # Accept a Context (ties requests to the tool call in flight) or a bare ServerSession.
-        self._session = getattr(ctx, "session", ctx)
-        self._related_id = getattr(ctx, "request_id", None) if hasattr(ctx, "session") else None
+        # A Context ties each request to the tool call in flight; a bare ServerSession (what outlives the call,
+        # e.g. in a background build) sends on the connection itself.
+        if hasattr(ctx, "create_message"):
+            self._session, self._related_id = ctx, None
+        else:
+            try:
+                self._session, self._related_id = ctx.session, ctx.request_id
+            except (AttributeError, ValueError) as e:
+                raise LLMError(
+                    "SamplingProvider needs an MCP Context inside a request, or a ServerSession; "
+                    f"got {type(ctx).__name__}"
+                ) from e
         self.default_max_tokens = default_max_tokens
         self.model_hint = model_hint
         self.timeout_s = timeout_s

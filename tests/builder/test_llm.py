@@ -221,7 +221,7 @@ def test_env_config_selects_providers(tmp_path):
     assert isinstance(rec, RecordingProvider) and rec.model == "gpt-4o-mini"
 
 
-def _sampling_server() -> MCPServer:
+def _sampling_server(via_session: bool = False) -> MCPServer:
     server = MCPServer("sampling-test")
 
     @server.tool()
@@ -230,13 +230,16 @@ def _sampling_server() -> MCPServer:
             return "NO-SAMPLING"
         usage = Usage()
         msgs = [ChatMessage(role="system", content="Be terse."), ChatMessage(role="user", content=request)]
-        result = await complete_json(SamplingProvider(ctx), msgs, Plan, usage=usage)
+        # A bare session (no related request) is what a background build holds after the tool call returned.
+        sampler = SamplingProvider(ctx.session if via_session else ctx)
+        result = await complete_json(sampler, msgs, Plan, usage=usage)
         return result.model_dump_json()
 
     return server
 
 
-async def test_sampling_provider_through_a_real_mcp_client():
+@pytest.mark.parametrize("via_session", [False, True], ids=["context", "session"])
+async def test_sampling_provider_through_a_real_mcp_client(via_session):
     seen: list[types.CreateMessageRequestParams] = []
 
     async def sampling_callback(context, params: types.CreateMessageRequestParams):
@@ -254,7 +257,9 @@ async def test_sampling_provider_through_a_real_mcp_client():
         )
 
     # Handshake-era protocol: the only one where a server may ask the client mid-call.
-    async with Client(_sampling_server(), sampling_callback=sampling_callback, mode="legacy") as client:
+    async with Client(
+        _sampling_server(via_session), sampling_callback=sampling_callback, mode="legacy"
+    ) as client:
         result = await client.call_tool("plan", {"request": "pdf"})
     assert not result.is_error, result
     assert json.loads(result.content[0].text) == {"name": "pdf", "tools": ["t1"]}
@@ -267,3 +272,21 @@ async def test_supports_sampling_false_without_client_capability():
     async with Client(_sampling_server(), mode="legacy") as client:
         result = await client.call_tool("plan", {"request": "pdf"})
     assert result.content[0].text == "NO-SAMPLING"
+
+
+async def test_supports_sampling_false_on_protocols_without_mid_call_requests():
+    async def never(context, params):
+        raise AssertionError("must not be asked")
+
+    # The default negotiation picks 2026-07-28, where a server cannot ask the client mid-call.
+    async with Client(_sampling_server(), sampling_callback=never) as client:
+        result = await client.call_tool("plan", {"request": "pdf"})
+    assert result.content[0].text == "NO-SAMPLING"
+
+
+def test_sampling_provider_rejects_non_session_objects():
+    with pytest.raises(
+        LLMError, match="needs an MCP Context inside a request, or a ServerSession; got object"
+    ):
+        SamplingProvider(object())
+    assert supports_sampling(object()) is False
