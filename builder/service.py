@@ -58,11 +58,11 @@ class Foundry:
     def knowledge(self) -> KnowledgeStore:
         """The knowledge repository (opens LanceDB and, on first search, the embedding model)."""
         if self._knowledge is None:
-            from knowledge.embed import Embedder
+            from knowledge.embed import SentenceTransformerEmbedder
             from knowledge.store import KnowledgeStore
 
             self._knowledge = KnowledgeStore.open(self.settings.knowledge,
-                                                  embedder=Embedder(self.settings.embedding_model))
+                                                  embedder=SentenceTransformerEmbedder(self.settings.embedding_model))
         return self._knowledge
 
     # -- jobs ----------------------------------------------------------------------------------------------------
