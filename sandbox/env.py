@@ -118,7 +118,7 @@ class EnvManager:
             # Someone else may have built it while we waited for the lock.
             if (found := self._reuse(final, key, reqs, started)) is not None:
                 return found
-            self._remove_stale_builds(key)
+            self._clear_builds(key)  # we hold the lock, so any half-build of this key is abandoned
             build = self._envs / f".build-{key}-{secrets.token_hex(4)}"
             try:
                 say(f"creating environment {key[:12]} for {len(reqs)} requirement(s)")
@@ -214,8 +214,11 @@ class EnvManager:
         """Delete half-builds of `key` whose builder is gone (nobody holds the lock)."""
         with self._try_lock(key) as held:
             if held:
-                for stale in self._envs.glob(f".build-{key}-*"):
-                    shutil.rmtree(stale, ignore_errors=True)
+                self._clear_builds(key)
+
+    def _clear_builds(self, key: str) -> None:
+        for stale in self._envs.glob(f".build-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def _remove(self, path: Path) -> bool:
         """Remove one finished env unless it is locked; rename first so it is never seen half-deleted."""
