@@ -1,0 +1,259 @@
+"""The CodeReAct loop: Code (LLM writes files) -> Reason (static checks) -> Act (sandbox validation), healed per turn.
+
+One turn reads top to bottom in `run_loop`: ask for a draft, check it without running it,
+run it in the sandbox, and on failure classify what went wrong and pick a healing
+strategy whose instruction goes into the next turn's prompt with the previous code.
+Every turn and every healing attempt is recorded for the build report and the
+failure-analysis table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from builder.draft import ServerDraft
+from builder.heal import ClassifiedFailure, HealPlan, from_report, plan
+from builder.llm.base import ChatMessage, LLMProvider, Usage
+from builder.prompts import render
+from builder.reason import Finding, reason
+from builder.requirement import Requirement
+from knowledge.models import StrategyStat
+from sandbox.errors import EnvBuildError
+from sandbox.report import ValidationReport
+from sandbox.spec import Limits
+
+CODE_ATTEMPTS = 2
+"""complete_json attempts per Code step (a malformed draft is re-asked once within the turn)."""
+MIN_TURN_SECONDS = 20.0
+"""A turn is not started with less than this left of the build's time budget."""
+
+
+class ValidationDigest(BaseModel):
+    """The part of a ValidationReport a turn record keeps."""
+
+    verdict: str
+    checks_passed: int
+    checks_total: int
+    failed: list[str] = Field(default_factory=list)
+    """"<check>: <reason> [class]" for each failed check."""
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, r: ValidationReport) -> ValidationDigest:
+        """Digest a full report."""
+        failed = [f"{c.name}: {c.reason} [{c.failure_class}]" for c in r.failures()]
+        return cls(verdict=r.verdict, checks_passed=len(r.checks) - len(failed), checks_total=len(r.checks),
+                   failed=failed, seconds=r.duration)
+
+
+class HealAttempt(BaseModel):
+    """One healing strategy applied to one class of failure, and whether the next turn was rid of it."""
+
+    turn: int
+    error_class: str
+    message: str
+    strategy: str
+    outcome: Literal["fixed", "not_fixed", "pending"] = "pending"
+
+
+class Turn(BaseModel):
+    """One Code -> Reason -> Act turn."""
+
+    number: int
+    files: dict[str, int] = Field(default_factory=dict)
+    """Generated file -> size in bytes."""
+    digest: str = ""
+    findings: list[Finding] = Field(default_factory=list)
+    validation: ValidationDigest | None = None
+    failures: list[ClassifiedFailure] = Field(default_factory=list)
+    heal: HealPlan | None = None
+    """The strategy chosen for the next turn."""
+    outcome: Literal["passed", "blocked", "failed"] = "failed"
+    """passed: validated; blocked: static findings stopped it before running; failed: validation failed."""
+    seconds: dict[str, float] = Field(default_factory=dict)
+
+
+class LoopResult(BaseModel):
+    """What the loop ended with."""
+
+    ok: bool
+    turns: list[Turn]
+    heal_attempts: list[HealAttempt]
+    draft: ServerDraft | None = None
+    report: ValidationReport | None = None
+    env: Any = None
+    """sandbox.env.Environment of the passing draft."""
+    directory: Path | None = None
+    """Where the passing draft was written."""
+    stop_reason: str = ""
+
+
+@dataclass
+class LoopDeps:
+    """What the loop needs from the rest of the builder, passed in so the loop stays one readable function."""
+
+    provider: LLMProvider
+    usage: Usage
+    backend: Any
+    envs: Any
+    pypi: Callable[[str], Awaitable[Any]] | None
+    strategy_stats: Callable[[str], list[StrategyStat]]
+    work_dir: Path
+    max_turns: int
+    deadline: float
+    """time.monotonic() value by which the loop must stop starting turns."""
+    network: bool = False
+    log: Callable[[str], None] = print
+    progress: Callable[[float, str], None] = lambda f, m: None
+    validate_seconds: float = 120.0
+    tried: dict[str, list[str]] = field(default_factory=dict)
+
+
+async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDeps) -> LoopResult:
+    """Run turns until a draft validates, the turns run out or the time budget is spent."""
+    from sandbox.validate import ValidationTarget, validate_server
+
+    turns: list[Turn] = []
+    attempts: list[HealAttempt] = []
+    feedback = ""
+    previous: ServerDraft | None = None
+    for n in range(1, deps.max_turns + 1):
+        if deps.deadline - time.monotonic() < MIN_TURN_SECONDS:
+            return LoopResult(ok=False, turns=turns, heal_attempts=attempts, draft=previous,
+                              stop_reason=f"time budget spent after {n - 1} turn(s)")
+        turn = Turn(number=n)
+        turns.append(turn)
+        span = (n - 1) / deps.max_turns, 1 / deps.max_turns
+
+        # Code: the LLM writes every file of the server.
+        deps.progress(span[0], f"turn {n}: writing code")
+        t = time.perf_counter()
+        draft = await _code(deps, req, research, examples, feedback)
+        turn.seconds["code"] = time.perf_counter() - t
+        turn.files = {k: len(v.encode()) for k, v in draft.files.items()}
+        turn.digest = draft.digest()
+        directory = draft.write_to(deps.work_dir / f"turn-{n}")
+        deps.log(f"turn {n}: draft with {len(draft.files)} files ({', '.join(sorted(draft.files))})")
+
+        # Reason: parse, lint, scan and vet without running anything.
+        deps.progress(span[0] + span[1] * 0.2, f"turn {n}: checking the draft")
+        t = time.perf_counter()
+        checked, pypi_facts = await reason(draft, directory, req, deps.pypi)
+        turn.seconds["reason"] = time.perf_counter() - t
+        turn.findings = checked.findings
+        report: ValidationReport | None = None
+        if checked.blocking:
+            turn.outcome = "blocked"
+            turn.failures = [ClassifiedFailure(error_class=f.error_class, message=f.message, source="reason",
+                                               where=f.where) for f in checked.blocking]
+            deps.log(f"turn {n}: {len(checked.blocking)} blocking finding(s): "
+                     + "; ".join(f"[{f.error_class}] {f.where} {f.message}" for f in checked.blocking[:5]))
+        else:
+            # Act: build (or reuse) the environment and validate over real MCP in the sandbox.
+            deps.progress(span[0] + span[1] * 0.4, f"turn {n}: preparing the environment")
+            t = time.perf_counter()
+            env, env_error = await _ensure_env(deps, draft)
+            turn.seconds["env"] = time.perf_counter() - t
+            if env_error:
+                turn.failures = [env_error]
+            else:
+                deps.progress(span[0] + span[1] * 0.6, f"turn {n}: validating in the sandbox")
+                t = time.perf_counter()
+                remaining = max(10.0, deps.deadline - time.monotonic())
+                report = await validate_server(
+                    ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,
+                    limits=Limits(wall_seconds=min(deps.validate_seconds, remaining)), network=deps.network,
+                    log=deps.log)
+                turn.seconds["validate"] = time.perf_counter() - t
+                turn.validation = ValidationDigest.of(report)
+                if report.verdict == "pass":
+                    turn.outcome = "passed"
+                    _resolve(attempts, n, set())
+                    deps.log(f"turn {n}: validation passed ({len(report.checks)} checks)")
+                    return LoopResult(ok=True, turns=turns, heal_attempts=attempts, draft=draft, report=report,
+                                      env=env, directory=directory, stop_reason="validated")
+                turn.failures = from_report(report, draft.requirements())
+                deps.log(f"turn {n}: validation failed: " + "; ".join(turn.validation.failed[:5]))
+
+        # Heal: the earlier turn's strategy worked if its class is gone; choose the next strategy.
+        _resolve(attempts, n, {f.error_class for f in turn.failures})
+        turn.heal = plan(turn.failures, deps.strategy_stats, deps.tried, _context(turn.failures, pypi_facts))
+        deps.tried.setdefault(turn.heal.error_class, []).append(turn.heal.strategy)
+        primary = next(f for f in turn.failures if f.error_class == turn.heal.error_class)
+        attempts.append(HealAttempt(turn=n, error_class=turn.heal.error_class, message=primary.message[:1000],
+                                    strategy=turn.heal.strategy))
+        deps.log(f"turn {n}: healing [{turn.heal.error_class}] with strategy {turn.heal.strategy}")
+        feedback = render("feedback", turn=n + 1, previous=json.dumps(draft.files, indent=1)[:60_000],
+                          failures=_failures_text(turn.failures, report), strategy=turn.heal.strategy,
+                          instruction=turn.heal.instruction)
+        previous = draft
+    _resolve(attempts, deps.max_turns + 1, {a.error_class for a in attempts if a.outcome == "pending"})
+    return LoopResult(ok=False, turns=turns, heal_attempts=attempts, draft=previous,
+                      stop_reason=f"no draft validated in {deps.max_turns} turn(s)")
+
+
+async def _code(deps: LoopDeps, req: Requirement, research: str, examples: str, feedback: str) -> ServerDraft:
+    from builder.llm import complete_json
+
+    messages = [
+        ChatMessage(role="system", content=render("code_system")),
+        ChatMessage(role="user", content=render("code_user", requirement=req.model_dump_json(indent=1),
+                                                research=research or "(none)", examples=examples or "(none)",
+                                                feedback=feedback)),
+    ]
+    return await complete_json(deps.provider, messages, ServerDraft, max_attempts=CODE_ATTEMPTS, usage=deps.usage,
+                               max_tokens=16_000)
+
+
+async def _ensure_env(deps: LoopDeps, draft: ServerDraft) -> tuple[Any, ClassifiedFailure | None]:
+    try:
+        return await deps.envs.ensure(draft.requirements(), log=deps.log), None
+    except EnvBuildError as e:
+        return None, ClassifiedFailure(error_class="dependency", message=str(e)[-1500:], source="validation",
+                                       where="requirements.txt")
+
+
+def _resolve(attempts: list[HealAttempt], turn: int, still_failing: set[str]) -> None:
+    """Settle pending attempts: fixed when their class no longer shows up in this turn."""
+    for a in attempts:
+        if a.outcome == "pending" and a.turn < turn:
+            a.outcome = "not_fixed" if a.error_class in still_failing else "fixed"
+
+
+def _failures_text(failures: list[ClassifiedFailure], report: ValidationReport | None) -> str:
+    lines = [f"- [{f.error_class}] {f.where}: {f.message}" for f in failures]
+    if report is not None:
+        for c in report.cases:
+            if not c.passed:
+                lines.append(f"- case {c.tool}({json.dumps(c.arguments)[:300]}): expected {json.dumps(c.expected)[:300]}"
+                             f", got {json.dumps(c.actual, default=str)[:300]}")
+    return "\n".join(lines)
+
+
+def _context(failures: list[ClassifiedFailure], facts: Any) -> str:
+    """PyPI facts for dependency problems: which packages exist and their latest versions."""
+    if not any(f.error_class in ("dependency", "compatibility", "import") for f in failures) or not facts:
+        return ""
+    lines = ["PyPI facts:"]
+    for name, info in sorted(facts.items()):
+        if info is None:
+            lines.append(f"- {name}: does NOT exist on PyPI; do not use it")
+        else:
+            d = info.model_dump() if hasattr(info, "model_dump") else dict(info)
+            keep = {k: d[k] for k in ("latest_version", "version", "requires_python", "summary") if d.get(k)}
+            lines.append(f"- {name}: " + ", ".join(f"{k}={v}" for k, v in keep.items()))
+    return "\n".join(lines)
+
+
+def cleanup(work_dir: Path) -> None:
+    """Remove a build's scratch directory."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+
