@@ -179,7 +179,7 @@ class Components(BaseModel):
     vector: float = 0.0
     """Cosine similarity of the embeddings, clipped at 0."""
     fts: float = 0.0
-    """BM25 score divided by the best BM25 score among the candidates."""
+    """BM25 score saturated into 0..1: b / (b + 2)."""
     features: float = 0.0
     """Overlap of requested tool names and parameters with the case's."""
     dependencies: float = 0.0

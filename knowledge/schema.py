@@ -128,7 +128,7 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
 
 def _migrate_0_to_1(db: Any) -> None:
     """Add the columns version 0 lacked, with the values a version-0 case implicitly had."""
-    if CASES not in set(db.table_names()):
+    if CASES not in set(db.list_tables().tables):
         return
     table = db.open_table(CASES)
     have = set(table.schema.names)

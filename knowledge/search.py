@@ -5,7 +5,8 @@ The formula
 For a query q and a stored case c, four components, each in [0, 1]:
 
   vector        = max(0, cos(embed(q.text), embed(c)))
-  fts           = bm25(q.text, c.search_text) / max bm25 over the candidates   (0 if not a top FTS hit)
+  fts           = b / (b + FTS_K), b = bm25(q.text, c.search_text), FTS_K = 2  (0 if not a top FTS hit)
+                  an absolute saturation: one common word matching by chance stays small, unlike max-normalizing
   features      = |Q ∩ F| / |Q|           when q names tool_names / tool_params (explicit features)
                 = |T ∩ F| / sqrt(|T|·|F|) otherwise, T = tokens of q.text (features implied by the text)
                   where F = stemmed tokens of c's tool names and parameter names
@@ -34,6 +35,7 @@ W_FTS = 0.25
 W_FEATURES_TEXT = 0.15
 W_FEATURES_EXPLICIT = 0.30
 W_DEPENDENCIES = 0.20
+FTS_K = 2.0
 
 _FTS_SAFE = re.compile(r"[^\w\s]", re.UNICODE)
 
@@ -49,6 +51,11 @@ def as_query(query: str | SearchQuery) -> SearchQuery:
             )
         return SearchQuery(text=query)
     raise TypeError(f"query must be a str or SearchQuery, got {type(query).__name__}")
+
+
+def fts_saturate(bm25: float) -> float:
+    """Map a BM25 score (0..inf) into 0..1 with half-saturation at FTS_K."""
+    return bm25 / (bm25 + FTS_K) if bm25 > 0 else 0.0
 
 
 def fts_text(text: str) -> str:

@@ -28,6 +28,7 @@ from knowledge.search import (
     dependency_score,
     feature_score,
     filters_sql,
+    fts_saturate,
     fts_text,
     reason,
     sql_str,
@@ -91,7 +92,7 @@ class KnowledgeStore(LearningTables):
         return self._tables[name]
 
     def _prepare(self) -> None:
-        existing = set(self._db.table_names())
+        existing = set(self._db.list_tables().tables)
         meta = _retry(
             lambda: self._db.create_table(sc.META, schema=sc.META_SCHEMA, exist_ok=True), "create meta"
         )
@@ -291,7 +292,6 @@ class KnowledgeStore(LearningTables):
                     candidates.setdefault(row["id"], row)
         else:
             candidates = {r["id"]: r for r in self._rows(where)}
-        top_bm25 = max(bm25.values(), default=0.0) or 1.0
         matches = []
         for cid, row in candidates.items():
             case = row_to_case(row)
@@ -299,7 +299,7 @@ class KnowledgeStore(LearningTables):
             feats, feat_hits, explicit = feature_score(q, case_features(case))
             deps, dep_hits = dependency_score(q, case)
             comp = Components(
-                vector=vector, fts=bm25.get(cid, 0.0) / top_bm25, features=feats, dependencies=deps
+                vector=vector, fts=fts_saturate(bm25.get(cid, 0.0)), features=feats, dependencies=deps
             )
             if mode == "hybrid":
                 score = combine(q, comp, explicit)
