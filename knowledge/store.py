@@ -93,9 +93,12 @@ class KnowledgeStore(LearningTables):
 
     def _prepare(self) -> None:
         existing = set(self._db.list_tables().tables)
-        meta = _retry(
-            lambda: self._db.create_table(sc.META, schema=sc.META_SCHEMA, exist_ok=True), "create meta"
-        )
+        if sc.META in existing:
+            meta = self._table(sc.META)
+        else:
+            meta = _retry(
+                lambda: self._db.create_table(sc.META, schema=sc.META_SCHEMA, exist_ok=True), "create meta"
+            )
         values = {r["key"]: r["value"] for r in meta.search().limit(None).to_list()}
         if "schema_version" in values:
             found = int(values["schema_version"])
@@ -105,11 +108,21 @@ class KnowledgeStore(LearningTables):
         if found != sc.SCHEMA_VERSION:
             sc.migrate(self._db, found, self.uri)
         self._check_embedder(values)
+        existing = set(self._db.list_tables().tables)
         for name, table_schema in sc.table_schemas(self.embedder.dim).items():
-            _retry(
-                lambda n=name, s=table_schema: self._db.create_table(n, schema=s, exist_ok=True),
-                f"create {name}",
-            )
+            if name not in existing:
+                _retry(
+                    lambda n=name, s=table_schema: self._db.create_table(n, schema=s, exist_ok=True),
+                    f"create {name}",
+                )
+                continue
+            # Migrations append columns, so compare names, not order.
+            missing = set(table_schema.names) - set(self._table(name).schema.names)
+            if missing:
+                raise RepositoryError(
+                    f"table {name!r} in {self.uri} lacks columns {sorted(missing)} although its schema version is "
+                    f"{sc.SCHEMA_VERSION}; the repository was changed by hand. Move it aside and re-seed it."
+                )
         self._set_meta(
             {
                 "schema_version": str(sc.SCHEMA_VERSION),
