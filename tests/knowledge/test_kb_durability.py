@@ -18,7 +18,7 @@ from knowledge.errors import SchemaVersionError
 from knowledge.models import SuccessCase
 from knowledge.store import KnowledgeStore
 
-WRITER = [sys.executable, str(Path(__file__).with_name("writer.py"))]
+WRITER = [sys.executable, str(Path(__file__).with_name("kb_writer.py"))]
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
