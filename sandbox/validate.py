@@ -13,25 +13,20 @@ import math
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from subprocess import PIPE
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import jsonschema
 import mcp_types as types
-from anyio.abc import Process
 from mcp.client.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import SessionMessage
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from sandbox.backends.base import Backend
@@ -49,14 +44,13 @@ from sandbox.report import (
 )
 from sandbox.scan import ScanPolicy, python_files, scan_paths, syntax_errors
 from sandbox.spec import Limits, RunSpec
+from sandbox.stdio import ServerIO, stdio_transport
 
 if TYPE_CHECKING:
     from sandbox.env import Environment
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STDERR_KEEP = 64 * 1024
 STDERR_REPORT = 4000
-STDOUT_LINE_MAX = 32 * 1024 * 1024
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\b):?\s*(.*)$")
 
 
@@ -144,119 +138,6 @@ class _Recorder:
             self._progress(fraction, message)
 
 
-class _ServerIO:
-    """The server process's side effects we judge it by: stdout noise, stderr, exit code."""
-
-    def __init__(self) -> None:
-        self.noise: list[str] = []
-        self.noise_count = 0
-        self.stderr = bytearray()
-        self.process: Process | None = None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.returncode if self.process is not None else None
-
-    def stderr_text(self) -> str:
-        return self.stderr.decode("utf-8", errors="replace")
-
-
-@asynccontextmanager
-async def _stdio_transport(argv: list[str], cwd: Path, io: _ServerIO) -> AsyncIterator[Any]:
-    """Launch `argv` and bridge its stdio to MCP message streams; stdout lines that are not JSON-RPC become noise."""
-    process = await anyio.open_process(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=cwd, start_new_session=True)
-    io.process = process
-    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
-    stdout_done = anyio.Event()
-
-    async def pump_stdout() -> None:
-        assert process.stdout is not None
-        buffer = b""
-        async with read_send:
-            try:
-                async for chunk in process.stdout:
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for raw in lines:
-                        await _deliver(raw.decode("utf-8", errors="replace"), read_send, io)
-                    if len(buffer) > STDOUT_LINE_MAX:  # a runaway line without newline must not eat memory
-                        await _deliver(buffer[:200].decode("utf-8", errors="replace"), read_send, io)
-                        buffer = b""
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                pass
-            if buffer:
-                await _deliver(buffer.decode("utf-8", errors="replace"), read_send, io)
-            stdout_done.set()
-
-    async def pump_stderr() -> None:
-        assert process.stderr is not None
-        try:
-            async for chunk in process.stderr:
-                io.stderr += chunk
-                del io.stderr[:-STDERR_KEEP]
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            pass
-
-    async def pump_stdin() -> None:
-        assert process.stdin is not None
-        try:
-            async with write_recv:
-                async for message in write_recv:
-                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
-                    await process.stdin.send(data.encode())
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            await read_send.aclose()  # the server stopped reading: let pending requests fail, not hang
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(pump_stdout)
-        tg.start_soon(pump_stderr)
-        tg.start_soon(pump_stdin)
-        try:
-            yield read_recv, write_send
-        finally:
-            with anyio.CancelScope(shield=True):
-                await _stop(process)
-                # Output flushed while exiting (a late print) still counts: let the stdout pump reach EOF.
-                with anyio.move_on_after(1.0):
-                    await stdout_done.wait()
-            tg.cancel_scope.cancel()
-            await write_send.aclose()
-
-
-async def _deliver(line: str, stream: Any, io: _ServerIO) -> None:
-    text = line.rstrip("\r")
-    try:
-        message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
-    except ValueError:
-        io.noise_count += 1
-        if len(io.noise) < 20:
-            io.noise.append(text[:200])
-        return
-    try:
-        await stream.send(SessionMessage(message))
-    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-        pass  # the client has gone; keep reading so noise printed while exiting is still seen
-
-
-async def _stop(process: Process) -> None:
-    """Close stdin (the MCP way to ask a stdio server to exit), then SIGTERM, then SIGKILL the process group."""
-    if process.stdin is not None:
-        try:
-            await process.stdin.aclose()
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
-    for sig, grace in ((None, 2.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 2.0)):
-        if sig is not None and process.returncode is None:
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                pass
-        with anyio.move_on_after(grace):
-            await process.wait()
-        if process.returncode is not None:
-            return
-
 
 async def validate_server(
     target: ValidationTarget,
@@ -282,7 +163,7 @@ async def validate_server(
     rec = _Recorder(log, progress)
     started, t0 = datetime.now(UTC), time.monotonic()
     report: dict[str, Any] = {"findings": []}
-    io = _ServerIO()
+    io = ServerIO()
     with anyio.move_on_after(limits.wall_seconds) as overall:
         await _validate(target, backend, env, cases, limits, network, policy or ScanPolicy(), rec, report, io,
                         init_timeout, call_timeout)
@@ -300,7 +181,7 @@ async def validate_server(
 
 async def _validate(target: ValidationTarget, backend: Backend, env: Environment | None, cases: list[Case] | None,
                     limits: Limits, network: bool, policy: ScanPolicy, rec: _Recorder, report: dict[str, Any],
-                    io: _ServerIO, init_timeout: float, call_timeout: float) -> None:
+                    io: ServerIO, init_timeout: float, call_timeout: float) -> None:
     if cases is None:
         try:
             cases = _default_cases(target)
@@ -364,11 +245,11 @@ def _static_checks(directory: Path, policy: ScanPolicy, rec: _Recorder, report: 
     return True
 
 
-async def _session(argv: list[str], workdir: Path, cases: list[Case], io: _ServerIO, rec: _Recorder,
+async def _session(argv: list[str], workdir: Path, cases: list[Case], io: ServerIO, rec: _Recorder,
                    report: dict[str, Any], local_modules: set[str], init_timeout: float, call_timeout: float) -> None:
     """Initialize, list, check definitions and run the cases against the server started by `argv`."""
     # mode="legacy": the initialize handshake every deployed client (Claude Desktop included) performs.
-    client = Client(_stdio_transport(argv, workdir, io), mode="legacy", cache=None, read_timeout_seconds=call_timeout,
+    client = Client(stdio_transport(argv, workdir, io), mode="legacy", cache=None, read_timeout_seconds=call_timeout,
                     client_info=types.Implementation(name="mcp-foundry-validator", version="0.1.0"))
     noise_at = len(rec.checks) + 1  # the stdout check goes right after initialize: noise breaks handshakes
     t = time.monotonic()
@@ -404,7 +285,7 @@ def _server_label(client: Client) -> str:
     return f"{info.name} {info.version}".strip() if info else "(anonymous)"
 
 
-def _start_failure(exc: Exception | None, timed_out: bool, io: _ServerIO, local_modules: set[str],
+def _start_failure(exc: Exception | None, timed_out: bool, io: ServerIO, local_modules: set[str],
                    timeout: float) -> tuple[FailureClass, str]:
     """Why the server never completed initialize: classify by its stderr, exit code and the error seen."""
     stderr = io.stderr_text()
@@ -438,7 +319,7 @@ def _last_exception(stderr: str) -> str | None:
     return None
 
 
-def _noise_check(io: _ServerIO, rec: _Recorder, at: int) -> None:
+def _noise_check(io: ServerIO, rec: _Recorder, at: int) -> None:
     if io.noise_count:
         shown = ", ".join(repr(line) for line in io.noise[:3])
         check = Check(name="stdout is JSON-RPC only", passed=False, failure_class="protocol",
@@ -533,7 +414,7 @@ def _definition_problems(tool: ToolInfo) -> list[str]:
     return problems
 
 
-async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInfo], io: _ServerIO,
+async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInfo], io: ServerIO,
                      rec: _Recorder, report: dict[str, Any], call_timeout: float) -> None:
     """Call each case's tool, judge the result, and after every error result check that the server still answers."""
     results = report.setdefault("cases", [])
@@ -579,7 +460,7 @@ def _case_result(case: Case, expected: dict[str, Any] | None, actual: Any, is_er
                       is_error=is_error, passed=passed, latency_ms=round(latency_ms, 2), reason=reason)
 
 
-def _call_failure(exc: Exception, io: _ServerIO, timeout: float) -> tuple[FailureClass, str]:
+def _call_failure(exc: Exception, io: ServerIO, timeout: float) -> tuple[FailureClass, str]:
     if isinstance(exc, TimeoutError):
         return "timeout", f"no answer within {timeout:g} s"
     if io.returncode is not None:
