@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -23,6 +24,8 @@ from builder.service import Foundry
 
 ENV_CACHE = Path(tempfile.gettempdir()) / f"mcp-foundry-test-envs-{os.getuid()}"
 REQUEST = "word and character statistics of a text"
+LLM_SECONDS = 2.0
+"""Latency of each scripted completion in the reuse-ratio test, so the ratio measures the generation avoided."""
 
 REQUIREMENT = {
     "server_name": "text_stats", "summary": "Counts the words, characters and lines of a text.", "category": "text",
@@ -87,6 +90,14 @@ def expect_feedback(marker: str, reply: str):
     return answer
 
 
+def thinking(reply, seconds: float = LLM_SECONDS):
+    """A scripted reply that takes `seconds`, as a real model does (far less than one writing a server really takes)."""
+    def answer(body: dict) -> str:
+        time.sleep(seconds)
+        return reply(body) if callable(reply) else reply
+    return answer
+
+
 @pytest.fixture
 def llm_env(fake_openai, monkeypatch):
     """Point the real provider configuration at the scripted endpoint."""
@@ -138,7 +149,8 @@ async def call_deployed(config: dict, name: str, tool: str, arguments: dict) -> 
 
 @pytest.mark.anyio
 async def test_second_turn_fixes_a_wrong_result_then_repeat_is_reused_without_llm(foundry, llm_env):
-    llm_env.script([json.dumps(REQUIREMENT), BUGGY, expect_feedback("[assertion]", FIXED)])
+    llm_env.script([thinking(json.dumps(REQUIREMENT)), thinking(BUGGY),
+                    thinking(expect_feedback("[assertion]", FIXED))])
     state, report, first_s = await run_build(foundry, build_params(REQUEST))
     assert state == JobState.succeeded, report.render()
     assert report.outcome == "built" and [t.outcome for t in report.turns] == ["failed", "passed"]
@@ -167,5 +179,100 @@ async def test_second_turn_fixes_a_wrong_result_then_repeat_is_reused_without_ll
     assert again.outcome == "reused" and again.reused_case_id == stored.id and again.reuse == "exact"
     assert llm_env.calls == calls_before and again.usage.calls == 0 and again.turns == []
     assert again.deployment.version == "2" and again.validation.verdict == "pass"
+    print(report.render(), again.render(), sep="\n")
     print(f"first build {first_s:.2f} s, exact repeat {second_s:.2f} s, ratio {first_s / second_s:.1f}x")
     assert first_s >= 10 * second_s, f"repeat took {second_s:.2f} s against {first_s:.2f} s for the first build"
+
+
+@pytest.mark.anyio
+async def test_a_package_missing_from_pypi_is_caught_by_vetting_and_healed(foundry, llm_env, web):
+    bogus = "textstats-wordcount-pro"
+    llm_env.script([json.dumps(REQUIREMENT), draft(requirements=f"mcp==2.3.0\n{bogus}==1.0.0\n"),
+                    expect_feedback(f"{bogus}: does NOT exist on PyPI", FIXED)])
+    state, report, _ = await run_build(foundry, build_params(REQUEST))
+    assert state == JobState.succeeded, report.render()
+    first, second = report.turns
+    assert first.outcome == "blocked" and first.validation is None  # nothing ran
+    missing = [f for f in first.findings if f.stage == "vet" and f.blocking]
+    assert [f.where for f in missing] == [bogus] and "[missing]" in missing[0].message
+    assert first.heal.error_class == "dependency" and first.heal.strategy in ("repin", "swap-package")
+    assert second.outcome == "passed" and report.heal_attempts[0].outcome == "fixed"
+    assert web.count(f"/pypi/{bogus}/json") == 1
+    assert foundry.knowledge.failures("dependency")[0].strategy == first.heal.strategy
+
+
+@pytest.mark.anyio
+async def test_malformed_analysis_is_re_asked_and_the_build_succeeds(foundry, llm_env):
+    llm_env.script(["Sure! Here is the requirement: server text_stats, one tool.", json.dumps(REQUIREMENT), FIXED])
+    state, report, _ = await run_build(foundry, build_params(REQUEST))
+    assert state == JobState.succeeded, report.render()
+    assert llm_env.calls == 3 and len(report.turns) == 1
+    assert "not valid" in last_user_message(llm_env.requests[1])  # the re-ask carried the error
+
+
+@pytest.mark.anyio
+async def test_an_llm_that_keeps_failing_ends_the_build_failed_with_nothing_deployed(foundry, llm_env):
+    llm_env.script(["no json here"] * 3)
+    state, report, _ = await run_build(foundry, build_params(REQUEST))
+    assert state == JobState.failed and report.outcome == "failed"
+    assert "LLM kept failing" in report.error and "Requirement" in report.error
+    assert report.deployment is None and not any(foundry.settings.servers_dir.iterdir())
+    rows = foundry.knowledge.failures("llm")
+    assert len(rows) == 1 and rows[0].outcome == "not_fixed"
+    assert not (foundry.settings.work_dir / "build-x").exists() and not any(foundry.settings.work_dir.iterdir())
+
+
+def sandbox_pids() -> set[int]:
+    """Processes of running validations (their command lines name the validator's work directory)."""
+    pids = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if b"mcpf-validate-" in (p / "cmdline").read_bytes():
+                    pids.add(int(p.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.anyio
+async def test_cancelling_mid_build_stops_the_sandbox_and_deploys_nothing(foundry, llm_env):
+    slow = json.loads(FIXED)
+    slow["files"]["server.py"] = slow["files"]["server.py"].replace(
+        "    if len(text) > MAX_CHARS:", "    import time\n    time.sleep(60)\n    if len(text) > MAX_CHARS:")
+    llm_env.script([json.dumps(REQUIREMENT), json.dumps(slow)])
+    before = sandbox_pids()
+    async with foundry.runner() as runner:
+        job = runner.submit("build", build_params(REQUEST))
+        running: set[int] = set()
+        with anyio.fail_after(60):
+            while not running:  # wait until the server under test is up and being called
+                await anyio.sleep(0.2)
+                if any("PASS prompts/list" in line for line in foundry.store.log(job.id)):  # cases come next
+                    running = sandbox_pids() - before
+        runner.cancel(job.id)
+        job = await runner.wait(job.id, 30)
+    assert job.state == JobState.cancelled
+    with anyio.fail_after(10):
+        while running & sandbox_pids():
+            await anyio.sleep(0.1)
+    assert not any(foundry.settings.servers_dir.iterdir())
+    assert not (foundry.settings.work_dir / f"build-{job.id}").exists()
+
+
+@pytest.mark.anyio
+async def test_without_a_provider_code_generation_fails_at_once_but_reuse_still_works(foundry, monkeypatch):
+    for var in ("OPENAI_API_KEY", "MCP_FOUNDRY_LLM_API_KEY", "MCP_FOUNDRY_LLM_BASE_URL", "MCP_FOUNDRY_LLM_PROVIDER",
+                "MCP_FOUNDRY_LLM_CASSETTE"):
+        monkeypatch.delenv(var, raising=False)
+    state, report, seconds = await run_build(foundry, build_params("convert a temperature between units"))
+    assert state == JobState.failed and "MCP_FOUNDRY_LLM_BASE_URL" in report.error
+    assert seconds < 10 and report.turns == []
+
+    from knowledge.models import SuccessCase, ToolInfo
+    files = json.loads(FIXED)["files"]
+    foundry.knowledge.add_case(SuccessCase(request_text=REQUEST, server_name="text_stats", files=files,
+                                           tools=[ToolInfo(name="text_stats")], dependencies=["mcp==2.3.0"]))
+    state, report, _ = await run_build(foundry, build_params(REQUEST))
+    assert state == JobState.succeeded and report.outcome == "reused", report.render()
+    assert report.deployment.name == "text_stats"
