@@ -191,8 +191,9 @@ class KnowledgeStore(LearningTables):
         for case in cases:
             by_key[(case.server_name, case.requirement_hash)] = case  # last one wins within a batch
         now = datetime.now(UTC)
-        for case in by_key.values():
-            prior = self._find_by_key(case.server_name, case.requirement_hash)
+        priors = self._priors(list(by_key))
+        for key, case in by_key.items():
+            prior = priors.get(key)
             if prior is not None:
                 case.id, case.created_at = prior.id, prior.created_at
                 case.times_reused = max(case.times_reused, prior.times_reused)
@@ -219,9 +220,16 @@ class KnowledgeStore(LearningTables):
             query = query.where(where)
         return query.limit(limit).to_list()
 
-    def _find_by_key(self, server_name: str, req_hash: str) -> SuccessCase | None:
-        rows = self._rows(f"server_name = {sql_str(server_name)} AND requirement_hash = {sql_str(req_hash)}")
-        return row_to_case(max(rows, key=lambda r: r["updated_at"])) if rows else None
+    def _priors(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], SuccessCase]:
+        """Stored cases for many (server_name, requirement_hash) keys, in one query per 200 keys."""
+        found: dict[tuple[str, str], SuccessCase] = {}
+        wanted = set(keys)
+        for start in range(0, len(keys), 200):
+            hashes = ", ".join(sql_str(h) for h in {h for _, h in keys[start : start + 200]})
+            for row in sorted(self._rows(f"requirement_hash IN ({hashes})"), key=lambda r: r["updated_at"]):
+                if (row["server_name"], row["requirement_hash"]) in wanted:
+                    found[(row["server_name"], row["requirement_hash"])] = row_to_case(row)
+        return found
 
     def find_exact(self, requirement_text: str) -> SuccessCase | None:
         """The most recently updated case whose normalized request equals this one, or None."""
