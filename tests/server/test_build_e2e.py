@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 import anyio
-from conftest import stdio_foundry
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builder"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "builder")]
 from fake_openai import FakeOpenAI  # noqa: E402
 from fake_web import FakeWeb  # noqa: E402
+
+from tests.server.conftest import stdio_foundry  # noqa: E402
 
 REQUIREMENT = {
     "server_name": "shout", "summary": "Upper-cases text.", "category": "text",
