@@ -1,9 +1,10 @@
 """Deploy: servers/<name>/<version>/ with the files, a manifest, a client config snippet and a `current` pointer.
 
-A deployed server runs in the dependency environment it was validated in (the env cache
-path is recorded in the manifest and used by the client config snippet), so what was
-tested is exactly what runs. Versions are integers counted up per name; a rebuild adds a
-version and keeps the old ones, `rollback_server` moves the pointer.
+A deployed server runs in a hard-linked copy of the dependency environment it was
+validated in (<version>/.venv, used by the client config snippet), so what was tested is
+exactly what runs, and pruning the env cache never breaks a deployed server. Versions are
+integers counted up per name; a rebuild adds a version and keeps the old ones,
+`rollback_server` moves the pointer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from builder.errors import InputError
 MANIFEST = "manifest.json"
 CLIENT_CONFIG = "client_config.json"
 CURRENT = "current"
+VENV = ".venv"
 
 
 class Registration(BaseModel):
@@ -55,7 +58,7 @@ class Manifest(BaseModel):
     hashes: dict[str, str] = Field(default_factory=dict)
     """sha256 of each deployed file."""
     env_path: str = ""
-    """The dependency environment the server was validated in and runs in."""
+    """The version's own venv, linked from the environment it was validated in."""
     command: list[str] = Field(default_factory=list)
     """The exact command line that runs the server over stdio."""
     client_config: dict[str, Any] = Field(default_factory=dict)
@@ -103,24 +106,42 @@ def client_config(name: str, python: Path, server_py: Path) -> dict[str, Any]:
     return {"mcpServers": {name: {"command": str(python), "args": [str(server_py)]}}}
 
 
-def deploy(servers_dir: Path, name: str, draft: ServerDraft, *, env_path: Path, python: Path, summary: str = "",
+def link_env(source: Path, dest: Path) -> None:
+    """Give a deployed version its own venv: a hard-linked copy of the (relocatable) validated environment.
+
+    Hard links cost no space and survive the env cache's cleanup; across file systems it falls back to copying.
+    """
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, dest, symlinks=True, copy_function=link,
+                    ignore=shutil.ignore_patterns("foundry-env.json"))
+
+
+def deploy(servers_dir: Path, name: str, draft: ServerDraft, *, env_path: Path, summary: str = "",
            request: str = "", tools: list[dict[str, Any]] | None = None, validation: dict[str, Any] | None = None,
            metrics: dict[str, Any] | None = None, reused_case_id: str | None = None) -> Manifest:
-    """Write a new version of `name` atomically, point `current` at it and return its manifest."""
+    """Write a new version of `name` with its own venv linked from `env_path`, point `current` at it."""
     _check_name(name)
     root = servers_dir / name
+    root.mkdir(parents=True, exist_ok=True)
     staging = root / f".staging-{uuid.uuid4().hex[:8]}"
     try:
         draft.write_to(staging)
+        link_env(env_path, staging / VENV)
         with _locked(root):
             existing = _versions(root)
             version = str(int(existing[-1]) + 1 if existing else 1)
             final = root / version
             server_py = final / "server.py"
+            python = final / VENV / "bin" / "python"
             manifest = Manifest(
                 name=name, version=version, created_at=datetime.now(UTC).isoformat(), directory=str(final),
                 summary=summary, request=request, tools=tools or [], dependencies=draft.requirements(),
-                hashes=draft.hashes(), env_path=str(env_path), command=[str(python), str(server_py)],
+                hashes=draft.hashes(), env_path=str(final / VENV), command=[str(python), str(server_py)],
                 client_config=client_config(name, python, server_py), validation=validation or {},
                 metrics=metrics or {}, reused_case_id=reused_case_id)
             _write_manifest(staging, manifest)
