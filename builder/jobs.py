@@ -88,12 +88,13 @@ MAX_LOG_LINE = 2000
 
 
 def _proc_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (None if it does not exist)."""
+    """Start time of a process in clock ticks since boot (None if it does not exist or is a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def process_identity(pid: int | None = None) -> str:
