@@ -78,7 +78,9 @@ def _load(path: Path) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.disable_progress_bar()  # a progress bar per load is noise on a CLI's stderr
             try:
                 _models[key] = SentenceTransformer(key, device="cpu")
             except Exception as exc:  # the library raises many kinds; all mean the same to the caller
