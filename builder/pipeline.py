@@ -198,13 +198,11 @@ class _Build:
         return self.finish()
 
     async def run(self) -> BuildReport:
-        from builder.llm import make_provider
-
         with self.phase("reuse", 0.02, "looking for an exact repeat"):
             exact = await self.knowledge("find_exact", self.request)
         if exact is not None and exact.verdict == "passed" and await self.reuse(exact, "exact"):
             return self.finish()
-        provider = make_provider() or self.foundry.llm_override
+        provider = self.foundry.provider_for(self.ctx.job_id)
         if provider is None:
             if self.params.get("tools") and await self.reuse_similar(None) is True:
                 return self.finish()

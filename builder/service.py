@@ -33,7 +33,16 @@ class Foundry:
         self._envs: EnvManager | None = None
         self._knowledge: KnowledgeStore | None = None
         self.llm_override: Any = None
-        """An LLM provider set by the MCP face (sampling through the client) when none is configured."""
+        """An LLM provider used when none is configured (set by embedding code and benchmarks)."""
+        self.job_llm: dict[str, Any] = {}
+        """Providers lent to one job by the MCP face (the client's own model, through sampling)."""
+
+    def provider_for(self, job_id: str) -> Any:
+        """The LLM for one job: the configured provider, else one lent to this job, else the override, else None."""
+        from builder.llm import make_provider
+
+        lent = self.job_llm.pop(job_id, None)
+        return make_provider() or lent or self.llm_override
 
     # -- lazily opened parts -------------------------------------------------------------------------------------
     @property

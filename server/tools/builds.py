@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,7 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     @tool_errors
     async def request_build(
+        ctx: Context,
         description: Annotated[str, Field(min_length=8, max_length=8000, description="The capability the server "
                                           "should provide, in plain words.")],
         name: Annotated[str | None, Field(max_length=64, description="Server name (a Python identifier); "
@@ -66,7 +67,11 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,
                               priority=priority, timeout_s=timeout_s)
+        lent = _client_model(ctx)
         job = runner.submit("build", params, timeout_s=timeout_s)
+        if lent is not None:
+            # No await between submit and this line: the job cannot have started without its provider.
+            foundry.job_llm[job.id] = lent
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
                          next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=120)")
 
@@ -95,3 +100,13 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     async def rollback_server(name: Name, version: Version = None) -> deploy.Manifest:
         """Make an older version current (the one before the current version by default)."""
         return deploy.rollback_server(servers_dir, name, version)
+
+
+def _client_model(ctx: Context) -> Any:
+    """The client's own model through MCP sampling, when no provider is configured and the client offers it."""
+    from builder.llm import LLMConfig, make_provider
+    from builder.llm.sampling import SamplingProvider, supports_sampling
+
+    if make_provider(LLMConfig.from_env()) is not None or not supports_sampling(ctx):
+        return None
+    return SamplingProvider(ctx.session)
