@@ -137,10 +137,14 @@ class _LogPrinter:
 
     def __init__(self, foundry: Foundry, job_id: str, quiet: bool):
         self.foundry, self.job_id, self.quiet, self.seen = foundry, job_id, quiet, 0
+        self.stage: tuple[str, str] = ("", "")
 
     async def __call__(self, job: Job) -> None:
         if self.quiet:
             return
+        if (job.phase, job.message) != self.stage and job.message and not job.final:
+            self.stage = (job.phase, job.message)
+            print(f"  [{job.progress * 100:3.0f}%] == {job.phase}: {job.message}", file=sys.stderr)
         lines = self.foundry.store.log(self.job_id)
         for line in lines[self.seen:]:
             print(f"  [{job.progress * 100:3.0f}%] {line}", file=sys.stderr)
