@@ -179,3 +179,55 @@ def test_invalid_setting_names_it(data_dir, bad):
     run = subprocess.run([*FOUNDRY, bad, "doctor"], cwd=ROOT, env=foundry_env(data_dir), capture_output=True,
                          text=True)
     assert run.returncode == 2 and "max_concurrent_jobs" in run.stderr
+
+
+def _sandboxed_pids() -> list[int]:
+    """Processes of a running validation (their command line names its temporary work dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _alive(int(entry)):
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"mcpf-validate-" in cmd:
+                pids.append(int(entry))
+    return pids
+
+
+def test_cancel_stops_the_sandboxed_server_of_a_running_validation(data_dir):
+    async def main():
+        async with stdio_foundry(data_dir) as client:
+            job_id = await _validate(client, "no_init_server")
+            for _ in range(400):
+                if _sandboxed_pids():
+                    break
+                await anyio.sleep(0.05)
+            assert _sandboxed_pids(), "the server under test never started"
+            st = (await client.call_tool("cancel_build", {"job_id": job_id})).structured_content
+            assert st["state"] == "cancelled"
+            for _ in range(100):
+                if not _sandboxed_pids():
+                    break
+                await anyio.sleep(0.05)
+            assert not _sandboxed_pids()
+            again = (await client.call_tool("cancel_build", {"job_id": job_id})).structured_content
+            assert again["state"] == "cancelled"  # cancelling a final job changes nothing
+
+    anyio.run(main)
+
+
+def test_cli_envs_list_and_cleanup(data_dir, tmp_path):
+    env = foundry_env(data_dir, MCP_FOUNDRY_ENV_CACHE=str(tmp_path / "envs"))
+    assert subprocess.run([*FOUNDRY, "validate", str(FIXTURES / "good_server")], cwd=ROOT, env=env,
+                          capture_output=True, timeout=240).returncode == 0
+    listed = subprocess.run([*FOUNDRY, "envs", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "mcp==2.3.0" in listed.stdout
+    kept = subprocess.run([*FOUNDRY, "envs", "cleanup", "--max-age-days", "30"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert "removed 0 environment(s)" in kept.stdout
+    gone = subprocess.run([*FOUNDRY, "envs", "cleanup", "--max-age-days", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert "removed 1 environment(s)" in gone.stdout
+    assert subprocess.run([*FOUNDRY, "envs", "list"], cwd=ROOT, env=env, capture_output=True,
+                          text=True).stdout.strip() == ""
