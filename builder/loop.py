@@ -115,6 +115,9 @@ class LoopDeps:
     progress: Callable[[float, str], None] = lambda f, m: None
     validate_seconds: float = 120.0
     tried: dict[str, list[str]] = field(default_factory=dict)
+    required_cases: list[dict[str, Any]] = field(default_factory=list)
+    """The caller's example calls (cases format): added to every draft's cases, so a draft cannot pass
+    by testing itself against its own mistakes."""
 
 
 async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDeps) -> LoopResult:
@@ -139,6 +142,7 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
         draft = await _code(deps, req, research, examples, feedback)
         turn.seconds["code"] = time.perf_counter() - t
         turn.files = {k: len(v.encode()) for k, v in draft.files.items()}
+        draft = with_required_cases(draft, deps.required_cases)
         turn.digest = draft.digest()
         directory = draft.write_to(deps.work_dir / f"turn-{n}")
         deps.log(f"turn {n}: draft with {len(draft.files)} files ({', '.join(sorted(draft.files))})")
@@ -219,6 +223,22 @@ async def _ensure_env(deps: LoopDeps, draft: ServerDraft) -> tuple[Any, Classifi
     except EnvBuildError as e:
         return None, ClassifiedFailure(error_class="dependency", message=str(e)[-1500:], source="validation",
                                        where="requirements.txt")
+
+
+def with_required_cases(draft: ServerDraft, required: list[dict[str, Any]]) -> ServerDraft:
+    """The draft with the caller's cases appended to its cases.json (a malformed file is left for the validator)."""
+    if not required:
+        return draft
+    try:
+        own = json.loads(draft.files.get("cases.json") or '{"cases": []}')
+        cases = own["cases"]
+        assert isinstance(cases, list)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return draft
+    seen = {(c.get("tool"), json.dumps(c.get("arguments", {}), sort_keys=True)) for c in cases if isinstance(c, dict)}
+    extra = [c for c in required if (c["tool"], json.dumps(c.get("arguments", {}), sort_keys=True)) not in seen]
+    merged = json.dumps({**own, "cases": cases + extra}, indent=2)
+    return draft.model_copy(update={"files": {**draft.files, "cases.json": merged}})
 
 
 def _resolve(attempts: list[HealAttempt], turn: int, still_failing: set[str]) -> None:

@@ -76,6 +76,13 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
                                  '{"tool": "word_count", "arguments": {"text": "a b"}, "expect": {"equals": 2}}')
         if len(json.dumps(examples, default=str)) > 20_000:
             raise InputError("examples", "more than 20000 characters of JSON", "a few short example calls")
+        from sandbox.cases import CasesError, parse_cases
+
+        try:
+            parse_cases({"cases": examples}, source="examples")
+        except CasesError as e:
+            raise InputError("examples", str(e), 'cases: {"tool": ..., "arguments": {...}, "expect": {"equals" | '
+                             '"contains" | "matches" | "schema" | "error": ...}}') from None
     if not isinstance(needs_network, bool):
         raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
     if priority not in ("low", "normal", "high"):
@@ -325,6 +332,7 @@ class _Build:
                         envs=self.foundry.envs, pypi=researcher.pypi, strategy_stats=store.strategy_stats,
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
+                        required_cases=list(self.params.get("examples") or []),
                         progress=lambda f, m: self.ctx.progress(0.15 + 0.75 * f, "loop", m))
 
     # -- deploy, register, learn ----------------------------------------------------------------------------------

@@ -276,3 +276,32 @@ async def test_without_a_provider_code_generation_fails_at_once_but_reuse_still_
     state, report, _ = await run_build(foundry, build_params(REQUEST))
     assert state == JobState.succeeded and report.outcome == "reused", report.render()
     assert report.deployment.name == "text_stats"
+
+
+def _own_cases_only(count: str) -> str:
+    """A draft whose own cases.json agrees with its bug: it tests only the error path."""
+    files = json.loads(draft(count=count))["files"]
+    files["cases.json"] = json.dumps({"cases": [CASES["cases"][1]]})
+    return json.dumps({"files": files})
+
+
+@pytest.mark.anyio
+async def test_the_callers_examples_are_enforced_on_every_draft(foundry, llm_env):
+    buggy = _own_cases_only('len(text.replace(" ", ""))')  # passes its own cases, not the caller's example
+    llm_env.script([json.dumps(REQUIREMENT), buggy, expect_feedback("characters", _own_cases_only("len(text)"))])
+    example = {"tool": "text_stats", "arguments": {"text": "a b"}, "expect": {"equals": {"words": 2, "characters": 3,
+                                                                                       "lines": 1}}}
+    state, report, _ = await run_build(foundry, build_params(REQUEST + " (examples enforced)", examples=[example]))
+    assert state == JobState.succeeded, report.error
+    assert [t.outcome for t in report.turns] == ["failed", "passed"]
+    assert report.turns[0].failures[0].error_class == "assertion"
+    deployed = json.loads((Path(report.deployment.directory) / "cases.json").read_text())
+    assert example in deployed["cases"]  # the deployed server carries the caller's contract
+
+
+def test_malformed_examples_are_refused_naming_the_field():
+    from builder.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        build_params(REQUEST, examples=[{"tool": "t", "arguments": {}, "expect": {"equalz": 1}}])
+    assert e.value.field == "examples" and "equalz" in str(e.value)
