@@ -36,7 +36,8 @@ from fake_web import FakeWeb  # noqa: E402
 from builder.config import Settings  # noqa: E402
 from builder.llm.base import ChatMessage, Completion  # noqa: E402
 from builder.llm.replay import RecordingProvider, ReplayProvider  # noqa: E402
-from builder.pipeline import BuildReport, build_params  # noqa: E402
+from builder.params import build_params  # noqa: E402
+from builder.report import BuildReport  # noqa: E402
 from builder.service import Foundry  # noqa: E402
 
 ENV_CACHE = Path(tempfile.gettempdir()) / f"mcp-foundry-bench-envs-{os.getuid()}"

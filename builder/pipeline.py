@@ -7,20 +7,18 @@ REUSE_THRESHOLD is re-validated in the sandbox and deployed with no code generat
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, Field
 
 from builder.analyze import analyze, request_text
 from builder.draft import ServerDraft
-from builder.errors import BuildError, InputError, LLMError, NotConfigured
+from builder.errors import BuildError, LLMError, NotConfigured
 from builder.jobs import JobContext
-from builder.llm.base import Usage
-from builder.loop import HealAttempt, LoopDeps, Turn, ValidationDigest, cleanup, run_loop
+from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop
+from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
 from knowledge.models import SearchFilters, SearchQuery, SuccessCase
 
@@ -31,137 +29,6 @@ REUSE_THRESHOLD = 0.75
 """Least hybrid score (knowledge.search) at which a stored case covering every requested tool is reused."""
 FINISH_MARGIN_S = 15.0
 """Time kept back from the loop for deploy and learn."""
-_IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-# ---- input -----------------------------------------------------------------------------------------------------
-
-def _str_list(field: str, value: Any, *, max_items: int = 30, max_len: int = 500) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise InputError(field, "must be a list of non-empty strings", f"up to {max_items} strings")
-    if len(value) > max_items:
-        raise InputError(field, f"{len(value)} items", f"at most {max_items}")
-    long = [v for v in value if len(v) > max_len]
-    if long:
-        raise InputError(field, f"item {long[0][:40]!r}... is {len(long[0])} characters", f"at most {max_len}")
-    return [v.strip() for v in value]
-
-
-def build_params(description: str, name: str | None = None, tools: list[str] | None = None,
-                 dependencies: list[str] | None = None, constraints: list[str] | None = None,
-                 examples: list[dict[str, Any]] | None = None, needs_network: bool = False,
-                 priority: str = "normal", timeout_s: float | None = None) -> dict[str, Any]:
-    """Check request_build's inputs and return the job parameters; InputError names the bad field."""
-    from knowledge.text import normalize_package
-
-    if not isinstance(description, str) or not 8 <= len(description.strip()) <= 8000:
-        raise InputError("description", "must say what the server should do in 8 to 8000 characters",
-                         "plain words, e.g. 'word and character statistics of a text'")
-    if name is not None and (not name or len(name) > 64 or not name[0].isalpha() or not set(name) <= _IDENT_CHARS):
-        raise InputError("name", f"{name!r} is not a lowercase Python identifier",
-                         "1-64 characters: a lowercase letter, then lowercase letters, digits or '_'")
-    deps = _str_list("dependencies", dependencies, max_len=200)
-    for d in deps or []:
-        if not normalize_package(d) or any(c in d for c in " ;|&$`\\"):
-            raise InputError("dependencies", f"{d!r} is not a requirement specifier", "e.g. 'pypdf' or 'pypdf==5.1.0'")
-    if examples is not None:
-        if not isinstance(examples, list) or len(examples) > 30 or not all(isinstance(e, dict) for e in examples):
-            raise InputError("examples", "must be a list of at most 30 objects", '{"tool": ..., "arguments": {...}, '
-                             '"expect": {...}}')
-        for i, e in enumerate(examples):
-            if not isinstance(e.get("tool"), str) or not isinstance(e.get("arguments", {}), dict):
-                raise InputError(f"examples[{i}]", "needs 'tool' (a string) and 'arguments' (an object)",
-                                 '{"tool": "word_count", "arguments": {"text": "a b"}, "expect": {"equals": 2}}')
-        if len(json.dumps(examples, default=str)) > 20_000:
-            raise InputError("examples", "more than 20000 characters of JSON", "a few short example calls")
-        from sandbox.cases import CasesError, parse_cases
-
-        try:
-            parse_cases({"cases": examples}, source="examples")
-        except CasesError as e:
-            raise InputError("examples", str(e), 'cases: {"tool": ..., "arguments": {...}, "expect": {"equals" | '
-                             '"contains" | "matches" | "schema" | "error": ...}}') from None
-    if not isinstance(needs_network, bool):
-        raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
-    if priority not in ("low", "normal", "high"):
-        raise InputError("priority", f"{priority!r} is not a priority", "low, normal or high")
-    if timeout_s is not None and not (isinstance(timeout_s, int | float) and 30 <= timeout_s <= 86400):
-        raise InputError("timeout_s", f"{timeout_s!r} seconds", "30 to 86400 seconds")
-    params: dict[str, Any] = {"description": description.strip(), "needs_network": needs_network,
-                              "priority": priority}
-    for key, value in (("name", name), ("tools", _str_list("tools", tools, max_len=300)), ("dependencies", deps),
-                       ("constraints", _str_list("constraints", constraints)), ("examples", examples),
-                       ("timeout_s", timeout_s)):
-        if value is not None:
-            params[key] = value
-    return params
-
-
-# ---- the report --------------------------------------------------------------------------------------------------
-
-class Deployment(BaseModel):
-    """Where the build put the server and how to run it."""
-
-    name: str
-    version: str
-    directory: str
-    command: list[str]
-    client_config: dict[str, Any]
-
-
-class BuildReport(BaseModel):
-    """Everything one build did: every turn, findings, validation, failures, strategies, reuse, usage, timings."""
-
-    ok: bool
-    outcome: Literal["built", "reused", "failed"]
-    request: str
-    error: str | None = None
-    requirement: Requirement | None = None
-    reused_case_id: str | None = None
-    reuse: str | None = None
-    """How the reused case was found: "exact" or "similar (score ...)"."""
-    turns: list[Turn] = Field(default_factory=list)
-    heal_attempts: list[HealAttempt] = Field(default_factory=list)
-    validation: ValidationDigest | None = None
-    """The final validation of the deployed server."""
-    validation_text: str = ""
-    """The final validation report rendered."""
-    deployment: Deployment | None = None
-    case_id: str | None = None
-    """The repository case stored (or reused)."""
-    usage: Usage = Field(default_factory=Usage)
-    timings: dict[str, float] = Field(default_factory=dict)
-    """Seconds per phase."""
-    seconds: float = 0.0
-    notes: list[str] = Field(default_factory=list)
-
-    def render(self) -> str:
-        """Readable plain text for the CLI."""
-        head = {"built": "BUILT", "reused": "REUSED", "failed": "FAILED"}[self.outcome]
-        lines = [f"{head}: {self.request.splitlines()[0][:100]} ({self.seconds:.1f} s, {self.usage.calls} LLM calls, "
-                 f"{self.usage.prompt_tokens + self.usage.completion_tokens} tokens)"]
-        if self.reused_case_id:
-            lines.append(f"  reused case {self.reused_case_id} ({self.reuse})")
-        for t in self.turns:
-            lines.append(f"  turn {t.number}: {t.outcome}; files {', '.join(t.files)}")
-            lines += [f"    finding [{f.error_class}] {f.where} {f.message}" for f in t.findings if f.blocking]
-            if t.validation:
-                lines.append(f"    validation {t.validation.verdict} {t.validation.checks_passed}/"
-                             f"{t.validation.checks_total} checks")
-                lines += [f"    failed: {x}" for x in t.validation.failed[:5]]
-            if t.heal:
-                lines.append(f"    heal [{t.heal.error_class}] -> {t.heal.strategy}")
-        if self.deployment:
-            d = self.deployment
-            lines.append(f"  deployed {d.name} v{d.version} at {d.directory}")
-            lines.append("  client config: " + json.dumps(d.client_config))
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        lines += [f"  note: {n}" for n in self.notes]
-        lines.append("  timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
-        return "\n".join(lines)
 
 
 # ---- the build ---------------------------------------------------------------------------------------------------

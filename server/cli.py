@@ -206,7 +206,8 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
 
 
 def _build(foundry: Foundry, args: argparse.Namespace) -> int:
-    from builder.pipeline import BuildReport, build_params
+    from builder.params import build_params
+    from builder.report import BuildReport
 
     params = build_params(description=args.description, name=args.name, needs_network=args.network,
                           timeout_s=args.timeout)

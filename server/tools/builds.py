@@ -62,7 +62,7 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         A request the repository already covers is re-validated and deployed without
         generating code. Follow it with build_status and build_result.
         """
-        from builder.pipeline import build_params
+        from builder.params import build_params
 
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,

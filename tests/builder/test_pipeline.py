@@ -19,7 +19,8 @@ from mcp.client.stdio import StdioServerParameters
 
 from builder.config import Settings
 from builder.jobs import JobState
-from builder.pipeline import BuildReport, build_params
+from builder.params import build_params
+from builder.report import BuildReport
 from builder.service import Foundry
 
 ENV_CACHE = Path(tempfile.gettempdir()) / f"mcp-foundry-test-envs-{os.getuid()}"

@@ -1,0 +1,75 @@
+"""request_build's inputs, checked once for the MCP face and the CLI alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from builder.errors import InputError
+
+_IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _str_list(field: str, value: Any, *, max_items: int = 30, max_len: int = 500) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InputError(field, "must be a list of non-empty strings", f"up to {max_items} strings")
+    if len(value) > max_items:
+        raise InputError(field, f"{len(value)} items", f"at most {max_items}")
+    long = [v for v in value if len(v) > max_len]
+    if long:
+        raise InputError(field, f"item {long[0][:40]!r}... is {len(long[0])} characters", f"at most {max_len}")
+    return [v.strip() for v in value]
+
+
+def build_params(description: str, name: str | None = None, tools: list[str] | None = None,
+                 dependencies: list[str] | None = None, constraints: list[str] | None = None,
+                 examples: list[dict[str, Any]] | None = None, needs_network: bool = False,
+                 priority: str = "normal", timeout_s: float | None = None) -> dict[str, Any]:
+    """Check request_build's inputs and return the job parameters; InputError names the bad field."""
+    from knowledge.text import normalize_package
+
+    if not isinstance(description, str) or not 8 <= len(description.strip()) <= 8000:
+        raise InputError("description", "must say what the server should do in 8 to 8000 characters",
+                         "plain words, e.g. 'word and character statistics of a text'")
+    if name is not None and (not name or len(name) > 64 or not name[0].isalpha() or not set(name) <= _IDENT_CHARS):
+        raise InputError("name", f"{name!r} is not a lowercase Python identifier",
+                         "1-64 characters: a lowercase letter, then lowercase letters, digits or '_'")
+    deps = _str_list("dependencies", dependencies, max_len=200)
+    for d in deps or []:
+        if not normalize_package(d) or any(c in d for c in " ;|&$`\\"):
+            raise InputError("dependencies", f"{d!r} is not a requirement specifier", "e.g. 'pypdf' or 'pypdf==5.1.0'")
+    if examples is not None:
+        if not isinstance(examples, list) or len(examples) > 30 or not all(isinstance(e, dict) for e in examples):
+            raise InputError("examples", "must be a list of at most 30 objects", '{"tool": ..., "arguments": {...}, '
+                             '"expect": {...}}')
+        for i, e in enumerate(examples):
+            if not isinstance(e.get("tool"), str) or not isinstance(e.get("arguments", {}), dict):
+                raise InputError(f"examples[{i}]", "needs 'tool' (a string) and 'arguments' (an object)",
+                                 '{"tool": "word_count", "arguments": {"text": "a b"}, "expect": {"equals": 2}}')
+        if len(json.dumps(examples, default=str)) > 20_000:
+            raise InputError("examples", "more than 20000 characters of JSON", "a few short example calls")
+        from sandbox.cases import CasesError, parse_cases
+
+        try:
+            parse_cases({"cases": examples}, source="examples")
+        except CasesError as e:
+            raise InputError("examples", str(e), 'cases: {"tool": ..., "arguments": {...}, "expect": {"equals" | '
+                             '"contains" | "matches" | "schema" | "error": ...}}') from None
+    if not isinstance(needs_network, bool):
+        raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
+    if priority not in ("low", "normal", "high"):
+        raise InputError("priority", f"{priority!r} is not a priority", "low, normal or high")
+    if timeout_s is not None and not (isinstance(timeout_s, int | float) and 30 <= timeout_s <= 86400):
+        raise InputError("timeout_s", f"{timeout_s!r} seconds", "30 to 86400 seconds")
+    params: dict[str, Any] = {"description": description.strip(), "needs_network": needs_network,
+                              "priority": priority}
+    for key, value in (("name", name), ("tools", _str_list("tools", tools, max_len=300)), ("dependencies", deps),
+                       ("constraints", _str_list("constraints", constraints)), ("examples", examples),
+                       ("timeout_s", timeout_s)):
+        if value is not None:
+            params[key] = value
+    return params
+
+
