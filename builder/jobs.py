@@ -9,6 +9,7 @@ running jobs of dead owners `interrupted` and takes over their queued jobs.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -85,6 +86,7 @@ CREATE TABLE IF NOT EXISTS job_logs (
 """
 
 MAX_LOG_LINE = 2000
+log = logging.getLogger("mcp_foundry.jobs")
 
 
 def _proc_start(pid: int) -> str | None:
@@ -251,6 +253,7 @@ class JobContext:
     def log(self, line: str) -> None:
         """Append a line to the job's log (stored before watchers are told)."""
         self._runner.store.append_log(self.job_id, line)
+        log.info("[%s %s] %s", self.kind, self.job_id, line)
         self._runner._announce(self.job_id)
 
     def progress(self, fraction: float, phase: str, message: str = "") -> None:
@@ -297,6 +300,7 @@ class JobRunner:
         if kind not in self.handlers:
             raise InputError("kind", f"unknown job kind {kind!r}", ", ".join(sorted(self.handlers)))
         job = self.store.create(kind, params, timeout_s or self.default_timeout_s)
+        log.info("[%s %s] queued: %s", kind, job.id, json.dumps(dict(params))[:500])
         self._send.send_nowait(job.id)
         return job
 
@@ -344,6 +348,7 @@ class JobRunner:
             return
         job = self.store.get(job_id)
         ctx = JobContext(self, job)
+        log.info("[%s %s] started", job.kind, job_id)
         self._announce(job_id)
         scope = anyio.CancelScope()
         self._scopes[job_id] = scope
@@ -368,6 +373,8 @@ class JobRunner:
             # Still running here means the runner itself is shutting down: say so now rather than at next start.
             self.store.finish(job_id, JobState.interrupted, error="interrupted: mcp-foundry shut down while this "
                               "job ran; start it again to retry")
+            final = self.store.get(job_id)
+            log.info("[%s %s] %s%s", final.kind, job_id, final.state, f": {final.error}" if final.error else "")
             self._announce(job_id)
 
 

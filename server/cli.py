@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 from collections.abc import Callable
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -84,12 +87,22 @@ def main(argv: list[str] | None = None) -> int:
                                   "max_concurrent_jobs": args.max_jobs,
                                   "http_token": getattr(args, "token", None)})
         foundry = Foundry(settings)
+        _log_to_file(foundry.settings.logs_dir / "mcp-foundry.log")
         return COMMANDS[args.cmd](foundry, args)
     except (BuildError, SandboxError, KnowledgeError) as e:
         print(f"mcp-foundry: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _log_to_file(path: Path) -> None:
+    """Keep a rotating log of jobs and warnings in the data directory (stdout stays for protocol messages)."""
+    handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("mcp_foundry")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
 
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:

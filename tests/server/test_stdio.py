@@ -166,6 +166,8 @@ def test_cli_validate_status_and_doctor(data_dir):
     assert doc["result"]["report"]["verdict"] == "fail"
     status = subprocess.run([*FOUNDRY, "status", doc["job_id"]], cwd=ROOT, env=env, capture_output=True, text=True)
     assert status.returncode == 0 and "failed" in status.stdout
+    logged = (data_dir / "logs" / "mcp-foundry.log").read_text()
+    assert f"[validate {doc['job_id']}] queued" in logged and f"[validate {doc['job_id']}] failed" in logged
     missing = subprocess.run([*FOUNDRY, "validate", "/no/such/dir"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "path" in missing.stderr and "not an existing directory" in missing.stderr
     doctor = subprocess.run([*FOUNDRY, "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
