@@ -195,7 +195,10 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
     with tempfile.TemporaryDirectory(prefix="mcpf-validate-") as tmp:
         workdir = Path(tmp) / "work"
         if target.directory is not None:
-            shutil.copytree(target.directory, workdir, symlinks=False,
+            # Links are copied as links: followed, one to a file outside (a key in the builder's
+            # home) would put that file's content inside the sandbox; as links they point at
+            # nothing the sandbox shows.
+            shutil.copytree(target.directory, workdir, symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", ".venv", ".git", "*.pyc"))
             argv = [str(python), target.entry]
         else:

@@ -269,3 +269,43 @@ def test_render_of_a_failure_names_class_reason_and_stderr():
     assert text.splitlines()[-1] == "VERDICT: FAIL [assertion] (1/3 checks passed, 1.50 s): expected 3, got 4"
     assert [c.name for c in report.failures()] == ["case #0 add", "case #1 add"]
     assert ValidationReport.model_validate_json(report.model_dump_json()) == report
+
+
+PEEK_SERVER = '''"""Reads files of its own directory, as a server under test may."""
+from mcp.server.mcpserver import MCPServer
+
+mcp = MCPServer("peek")
+
+
+@mcp.tool()
+def peek(name: str) -> str:
+    """The text of a file in the work dir, or why it cannot be read."""
+    try:
+        with open(name) as f:
+            return f.read()
+    except OSError as exc:
+        return f"unreadable: {type(exc).__name__}"
+
+
+if __name__ == "__main__":
+    mcp.run()
+'''
+
+
+def test_symlinks_in_the_server_directory_do_not_carry_outside_files_in(backend, env, tmp_path):
+    secret = tmp_path / "builder-secret.txt"
+    secret.write_text("outside-secret")
+    server = tmp_path / "srv"
+    server.mkdir()
+    (server / "server.py").write_text(PEEK_SERVER)
+    (server / "notes.txt").write_text("inside")
+    (server / "leak.txt").symlink_to(secret)
+    (server / "alias.txt").symlink_to("notes.txt")  # a link inside the directory keeps working
+    (server / "dangling.txt").symlink_to(tmp_path / "gone")  # and a dangling one is no crash
+    cases = parse_cases({"cases": [
+        {"tool": "peek", "arguments": {"name": "leak.txt"}, "expect": {"contains": "unreadable"}},
+        {"tool": "peek", "arguments": {"name": "alias.txt"}, "expect": {"equals": "inside"}},
+    ]})
+    report = run(ValidationTarget(directory=server), backend, env, cases=cases)
+    assert "outside-secret" not in json.dumps(report.model_dump(mode="json"))
+    assert report.verdict == "pass", report.render()
