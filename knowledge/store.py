@@ -3,7 +3,8 @@
 The repository is a LanceDB database at a URI: a local directory by default, any URI LanceDB
 accepts (object storage included) works unchanged. lancedb is imported lazily because it
 costs seconds. Every write goes through `_retry`, because LanceDB resolves concurrent writers
-by optimistic commits that can fail with a retryable conflict.
+by optimistic commits that can fail with a retryable conflict, and runs under the repository's
+write lock (knowledge.lock), because a merge-insert cannot see a row another writer is inserting.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from knowledge import schema as sc
 from knowledge.embed import Embedder, SentenceTransformerEmbedder
 from knowledge.errors import CaseNotFoundError, KnowledgeError, RepositoryError
 from knowledge.learning import LearningTables
+from knowledge.lock import WriteLock
 from knowledge.models import Components, Match, SearchFilters, SearchQuery, SuccessCase
 from knowledge.rows import case_to_row, embedding_text, row_to_case
 from knowledge.search import (
@@ -64,6 +66,7 @@ class KnowledgeStore(LearningTables):
         self.uri = uri
         self.embedder = embedder
         self._tables: dict[str, Any] = {}
+        self._lock = WriteLock(uri)
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -83,7 +86,8 @@ class KnowledgeStore(LearningTables):
         except Exception as exc:
             raise RepositoryError(f"cannot open knowledge repository at {uri!r}: {exc}") from exc
         store = cls(db, uri, embedder)
-        store._prepare()
+        with store._lock.hold():  # two processes opening an old repository must not both migrate it
+            store._prepare()
         return store
 
     def _table(self, name: str) -> Any:
@@ -146,7 +150,7 @@ class KnowledgeStore(LearningTables):
     def _set_meta(self, values: dict[str, str]) -> None:
         rows = [{"key": k, "value": v} for k, v in values.items()]
         table = self._table(sc.META)
-        _retry(
+        self._write(
             lambda: (
                 table.merge_insert("key")
                 .when_matched_update_all()
@@ -190,28 +194,30 @@ class KnowledgeStore(LearningTables):
         by_key: dict[tuple[str, str], SuccessCase] = {}
         for case in cases:
             by_key[(case.server_name, case.requirement_hash)] = case  # last one wins within a batch
-        now = datetime.now(UTC)
-        priors = self._priors(list(by_key))
-        for key, case in by_key.items():
-            prior = priors.get(key)
-            if prior is not None:
-                case.id, case.created_at = prior.id, prior.created_at
-                case.times_reused = max(case.times_reused, prior.times_reused)
-            case.updated_at = now
         unique = list(by_key.values())
-        vectors = self.embedder.embed([embedding_text(c) for c in unique])
-        rows = [case_to_row(c, v) for c, v in zip(unique, vectors, strict=True)]
+        vectors = self.embedder.embed([embedding_text(c) for c in unique])  # outside the lock: it can be slow
         table = self._table(sc.CASES)
-        data = pa.Table.from_pylist(rows, schema=table.schema)
-        _retry(
-            lambda: (
-                table.merge_insert(["server_name", "requirement_hash"])
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute(data)
-            ),
-            "add cases",
-        )
+        # The lock spans reading the priors and the merge, so a case stored meanwhile is seen, not inserted twice.
+        with self._lock.hold():
+            now = datetime.now(UTC)
+            priors = self._priors(list(by_key))
+            for key, case in by_key.items():
+                prior = priors.get(key)
+                if prior is not None:
+                    case.id, case.created_at = prior.id, prior.created_at
+                    case.times_reused = max(case.times_reused, prior.times_reused)
+                case.updated_at = now
+            rows = [case_to_row(c, v) for c, v in zip(unique, vectors, strict=True)]
+            data = pa.Table.from_pylist(rows, schema=table.schema)
+            _retry(
+                lambda: (
+                    table.merge_insert(["server_name", "requirement_hash"])
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(data)
+                ),
+                "add cases",
+            )
         return [by_key[(c.server_name, c.requirement_hash)].id for c in cases]
 
     def _rows(self, where: str | None, limit: int | None = None) -> list[dict[str, Any]]:
@@ -249,13 +255,14 @@ class KnowledgeStore(LearningTables):
         """Count one more reuse of a case; returns the new count."""
         self.get_case(case_id)
         table = self._table(sc.CASES)
-        _retry(
-            lambda: table.update(
-                where=f"id = {sql_str(case_id)}", values_sql={"times_reused": "times_reused + 1"}
-            ),
-            "mark reused",
-        )
-        return self.get_case(case_id).times_reused
+        with self._lock.hold():
+            _retry(
+                lambda: table.update(
+                    where=f"id = {sql_str(case_id)}", values_sql={"times_reused": "times_reused + 1"}
+                ),
+                "mark reused",
+            )
+            return self.get_case(case_id).times_reused
 
     def list_cases(self, filters: SearchFilters | None = None) -> list[SuccessCase]:
         """Every stored case meeting the filters, oldest first."""
@@ -270,7 +277,8 @@ class KnowledgeStore(LearningTables):
         """Remove a case; CaseNotFoundError when it does not exist."""
         self.get_case(case_id)
         table = self._table(sc.CASES)
-        _retry(lambda: table.delete(f"id = {sql_str(case_id)}"), "delete case")
+        with self._lock.hold():
+            _retry(lambda: table.delete(f"id = {sql_str(case_id)}"), "delete case")
 
     # ---- search ------------------------------------------------------------------------------
 
@@ -345,7 +353,7 @@ class KnowledgeStore(LearningTables):
         """Compact every table and bring indexes up to date; retried on commit conflicts."""
         for name in [sc.CASES, sc.TEMPLATES, sc.EDGES, sc.BENCHMARKS, sc.FAILURES, sc.META]:
             table = self._table(name)
-            _retry(lambda t=table: t.optimize(cleanup_older_than=cleanup_older_than), f"optimize {name}")
+            self._write(lambda t=table: t.optimize(cleanup_older_than=cleanup_older_than), f"optimize {name}")
 
     def create_vector_index(self, *, min_rows: int = 5000) -> bool:
         """Build an IVF index on the vectors once there are enough rows to pay off; True if one was built."""
@@ -356,7 +364,7 @@ class KnowledgeStore(LearningTables):
         if rows < min_rows:
             return False
         partitions = max(1, int(rows**0.5) // 2)
-        _retry(
+        self._write(
             lambda: table.create_index(
                 "vector", config=IvfFlat(distance_type="cosine", num_partitions=partitions)
             ),
@@ -368,7 +376,8 @@ class KnowledgeStore(LearningTables):
         return self._table(name)
 
     def _write(self, fn: Callable[[], T], what: str) -> T:
-        return _retry(fn, what)
+        with self._lock.hold():
+            return _retry(fn, what)
 
 
 __all__ = ["KnowledgeStore", "KnowledgeError"]

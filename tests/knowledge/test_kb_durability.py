@@ -40,6 +40,28 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert all(len(o.split()) == n for o in outs)
 
 
+def test_two_processes_storing_the_same_cases_at_once_keep_one_row_each(tmp_path):
+    uri = str(tmp_path / "kb")
+    KnowledgeStore.open(uri, embedder=HashingEmbedder())
+    n = 15
+    procs = [
+        subprocess.Popen([*WRITER, uri, "same", str(n), "ids"], env=ENV, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    for p in procs:  # release them together so that their writes of each case collide
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=180)[0].split() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    store = KnowledgeStore.open(uri, embedder=HashingEmbedder())
+    assert store.case_count() == n  # one row per (server name, request), however the writes interleave
+    stored = {c.id for c in store.list_cases()}
+    assert all(len(o) == n for o in outs)
+    assert set().union(*outs) <= stored  # every id add_case returned names the stored row
+
+
 def test_writer_killed_mid_writes_leaves_repository_readable(tmp_path):
     uri = str(tmp_path / "kb")
     proc = subprocess.Popen([*WRITER, uri, "k", "10000"], env=ENV, stdout=subprocess.PIPE, text=True)
