@@ -2,7 +2,8 @@
 
 Reuse rules: an exact repeat (same normalized request, checked BEFORE any LLM call) or a
 verified case whose tools cover every requested tool with a hybrid score of at least
-REUSE_THRESHOLD is re-validated in the sandbox and deployed with no code generation.
+REUSE_THRESHOLD is re-validated in the sandbox (its own cases plus the caller's examples) and
+deployed, under the caller's name when one was given, with no code generation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from builder.analyze import analyze, request_text
 from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
 from builder.jobs import JobContext
-from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop
+from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
 from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
 from knowledge.models import SearchFilters, SearchQuery, SuccessCase
@@ -136,6 +137,8 @@ class _Build:
             if draft is None:
                 self.report.notes.append(f"case {case.id} has neither files nor a deployed directory; not reused")
                 return False
+            # The caller's example calls bind a reused server exactly as they bind a generated one.
+            draft = with_required_cases(draft, list(self.params.get("examples") or []))
             directory = draft.write_to(self.work / "reuse")
             try:
                 env = await self.foundry.envs.ensure(draft.requirements(), log=self.ctx.log)
@@ -148,7 +151,9 @@ class _Build:
             self.ctx.log(self.report.notes[-1])
             return False
         with self.phase("deploy", 0.9, "deploying the reused server"):
-            self.deploy(case.server_name, draft, env, report, summary=case.summary, reused=case.id)
+            # A name the caller gave explicitly wins, as it does for a generated server.
+            self.deploy(self.params.get("name") or case.server_name, draft, env, report, summary=case.summary,
+                        reused=case.id)
         with self.phase("learn", 0.95, "counting the reuse"):
             await self.knowledge("mark_reused", case.id)
         await self.register()

@@ -306,3 +306,28 @@ def test_malformed_examples_are_refused_naming_the_field():
     with pytest.raises(InputError) as e:
         build_params(REQUEST, examples=[{"tool": "t", "arguments": {}, "expect": {"equalz": 1}}])
     assert e.value.field == "examples" and "equalz" in str(e.value)
+
+
+@pytest.mark.anyio
+async def test_reuse_enforces_the_callers_examples(foundry, monkeypatch):
+    for var in ("OPENAI_API_KEY", "MCP_FOUNDRY_LLM_API_KEY", "MCP_FOUNDRY_LLM_BASE_URL", "MCP_FOUNDRY_LLM_PROVIDER",
+                "MCP_FOUNDRY_LLM_CASSETTE"):
+        monkeypatch.delenv(var, raising=False)
+    from knowledge.models import SuccessCase, ToolInfo
+    foundry.knowledge.add_case(SuccessCase(request_text=REQUEST, server_name="text_stats",
+                                           files=json.loads(FIXED)["files"], tools=[ToolInfo(name="text_stats")],
+                                           dependencies=["mcp==2.3.0"]))
+    unmet = {"tool": "text_stats", "arguments": {"text": "a b"}, "expect": {"equals": {"words": 2, "characters": 2,
+                                                                                      "lines": 1}}}
+    state, report, _ = await run_build(foundry, build_params(REQUEST, tools=["text_stats"], examples=[unmet]))
+    assert state == JobState.failed and report.outcome == "failed", report.render()
+    assert any("failed re-validation" in n for n in report.notes)  # the stored case breaks the caller's contract
+    assert not any(foundry.settings.servers_dir.iterdir())
+
+    met = {**unmet, "expect": {"equals": {"words": 2, "characters": 3, "lines": 1}}}
+    state, report, _ = await run_build(foundry, build_params(REQUEST, name="my_stats", tools=["text_stats"],
+                                                             examples=[met]))
+    assert state == JobState.succeeded and report.outcome == "reused", report.render()
+    assert report.deployment.name == "my_stats"  # the caller's name wins over the stored case's
+    deployed = json.loads((Path(report.deployment.directory) / "cases.json").read_text())
+    assert met in deployed["cases"]  # deployed with the caller's contract, as a built server is
