@@ -20,6 +20,8 @@ import mcp_types as types
 from anyio.abc import Process
 from mcp.shared.message import SessionMessage
 
+from sandbox.run import kill_tree, launcher_env
+
 STDERR_KEEP = 64 * 1024
 """Bytes of stderr kept in memory."""
 STDOUT_LINE_MAX = 32 * 1024 * 1024
@@ -46,7 +48,10 @@ class ServerIO:
 @asynccontextmanager
 async def stdio_transport(argv: list[str], cwd: Path, io: ServerIO) -> AsyncIterator[Any]:
     """Launch `argv` and bridge its stdio to MCP message streams; stdout lines that are not JSON-RPC become noise."""
-    process = await anyio.open_process(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=cwd, start_new_session=True)
+    # launcher_env: run as a normal user, bubblewrap's pid 1 keeps the launcher's environment where the
+    # sandboxed code can read it (/proc/1/environ), so the builder's secrets must not be in it.
+    process = await anyio.open_process(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=cwd, start_new_session=True,
+                                       env=launcher_env())
     io.process = process
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
@@ -90,7 +95,14 @@ async def stdio_transport(argv: list[str], cwd: Path, io: ServerIO) -> AsyncIter
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             await read_send.aclose()  # the server stopped reading: let pending requests fail, not hang
 
+    async def reap() -> None:
+        # What the server started dies with it: a leftover child would hold stdout open, so the client
+        # would wait for a reply from a server that has already exited.
+        await process.wait()
+        kill_tree(process.pid)
+
     async with anyio.create_task_group() as tg:
+        tg.start_soon(reap)
         tg.start_soon(pump_stdout)
         tg.start_soon(pump_stderr)
         tg.start_soon(pump_stdin)
@@ -122,7 +134,7 @@ async def deliver(line: str, stream: Any, io: ServerIO) -> None:
 
 
 async def stop_process(process: Process) -> None:
-    """Close stdin (the MCP way to ask a stdio server to exit), then SIGTERM, then SIGKILL the process group."""
+    """Close stdin (the MCP way to ask a stdio server to exit), then SIGTERM, then SIGKILL; then end its whole tree."""
     if process.stdin is not None:
         try:
             await process.stdin.aclose()
@@ -137,4 +149,5 @@ async def stop_process(process: Process) -> None:
         with anyio.move_on_after(grace):
             await process.wait()
         if process.returncode is not None:
-            return
+            break
+    kill_tree(process.pid)  # children that outlived it or left its process group
