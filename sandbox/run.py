@@ -31,7 +31,7 @@ class RunResult(BaseModel):
     timed_out: bool
     duration_s: float
     killed_by: str | None = None
-    """Why we killed it ("timeout", "cancelled"), or the signal that ended it ("SIGXCPU"), else None."""
+    """Why we killed it ("timeout", "cancelled"), or the signal that ended it ("SIGXCPU", "signal 40"), else None."""
     truncated: bool = False
     """True when stdout or stderr went over max_output bytes and the rest was dropped."""
 
@@ -84,6 +84,14 @@ def kill_tree(pid: int) -> None:
                 pass
         if not targets:
             return
+
+
+def _signal_name(number: int) -> str:
+    """"SIGTERM" for 15; real-time signals have no name of their own, so "signal 40"."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 async def _collect(stream: ByteReceiveStream | None, sink: bytearray, limit: int, flags: dict) -> None:
@@ -165,7 +173,7 @@ async def run_sandboxed(
             await process.aclose()
     returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
     if killed_by is None and returncode < 0:
-        killed_by = signal.Signals(-returncode).name
+        killed_by = _signal_name(-returncode)
     return RunResult(
         returncode=returncode,
         stdout=out.decode(errors="replace"),

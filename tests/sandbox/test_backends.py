@@ -109,6 +109,11 @@ async def test_a_signal_death_is_named(process_backend, make_spec):
     assert result.returncode == -15 and result.killed_by == "SIGTERM", result
 
 
+async def test_a_death_by_a_signal_without_a_name_is_reported_not_raised(process_backend, make_spec):
+    result = await run_sandboxed(["/bin/sh", "-c", "kill -40 $$"], make_spec(), process_backend)
+    assert result.returncode == -40 and result.killed_by == "signal 40", result
+
+
 @pytest.mark.docker
 async def test_docker_backend_cuts_network_and_runs_in_the_workdir(make_spec, workdir, tcp_server):
     backend = _docker_or_skip()
