@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from builder.draft import ServerDraft
-from builder.heal import ClassifiedFailure, HealPlan, from_report, plan
+from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan
 from builder.llm.base import ChatMessage, LLMProvider, Usage
 from builder.prompts import render
 from builder.reason import Finding, reason
@@ -62,6 +62,7 @@ class HealAttempt(BaseModel):
     message: str
     strategy: str
     outcome: Literal["fixed", "not_fixed", "pending"] = "pending"
+    """pending: no later turn ran (turns or time ran out), so the strategy was never applied."""
 
 
 class Turn(BaseModel):
@@ -199,7 +200,7 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
                           failures=_failures_text(turn.failures, report), strategy=turn.heal.strategy,
                           instruction=turn.heal.instruction)
         previous = draft
-    _resolve(attempts, deps.max_turns + 1, {a.error_class for a in attempts if a.outcome == "pending"})
+    # The strategy chosen after the last turn was never applied: it stays pending and is not recorded as tried.
     return LoopResult(ok=False, turns=turns, heal_attempts=attempts, draft=previous,
                       stop_reason=f"no draft validated in {deps.max_turns} turn(s)")
 
@@ -242,10 +243,17 @@ def with_required_cases(draft: ServerDraft, required: list[dict[str, Any]]) -> S
 
 
 def _resolve(attempts: list[HealAttempt], turn: int, still_failing: set[str]) -> None:
-    """Settle pending attempts: fixed when their class no longer shows up in this turn."""
+    """Settle pending attempts: fixed when their class no longer shows up in this turn.
+
+    A class can only show up once the turn got past the earlier stages: when this turn failed at an earlier
+    stage (a syntax error hides every assertion), the class's absence proves nothing, and it is not fixed.
+    """
+    stage = {c: i for i, c in enumerate(CLASS_PRIORITY)}
+    earliest = min((stage.get(c, len(stage)) for c in still_failing), default=len(stage))
     for a in attempts:
         if a.outcome == "pending" and a.turn < turn:
-            a.outcome = "not_fixed" if a.error_class in still_failing else "fixed"
+            hidden = earliest < stage.get(a.error_class, len(stage))
+            a.outcome = "not_fixed" if a.error_class in still_failing or hidden else "fixed"
 
 
 def _failures_text(failures: list[ClassifiedFailure], report: ValidationReport | None) -> str:

@@ -17,6 +17,7 @@ import anyio
 from builder.analyze import analyze, request_text
 from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
+from builder.heal import primary_class
 from builder.jobs import JobContext
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
 from builder.report import BuildReport, Deployment
@@ -97,8 +98,10 @@ class _Build:
         self.report.turns, self.report.heal_attempts = result.turns, result.heal_attempts
         if not result.ok:
             last = result.turns[-1].failures if result.turns else []
-            await self.learn_failure(req, result.draft, last[0].error_class if last else "timeout",
-                                     result.stop_reason, final_row=not result.heal_attempts)
+            cls = primary_class(last) if last else "timeout"
+            # The failure's own message, so that the row's signature tells this failure from others of its class.
+            final = next((f.message for f in last if f.error_class == cls), result.stop_reason)
+            await self.learn_failure(req, result.draft, cls, final)
             return self.fail(f"{result.stop_reason}; last failures: "
                              + "; ".join(f"[{f.error_class}] {f.message[:200]}" for f in last[:3]))
         assert result.draft is not None and result.report is not None and result.env is not None
@@ -245,13 +248,13 @@ class _Build:
         await anyio.to_thread.run_sync(lambda: learn_success(store, case, req, result.report, result.heal_attempts))
 
     async def learn_failure(self, req: Requirement | None, draft: ServerDraft | None, error_class: str, message: str,
-                            *, strategy: str = "none", final_row: bool = True) -> None:
+                            *, strategy: str = "none") -> None:
         from builder.learn import learn_failure
 
         store = await anyio.to_thread.run_sync(lambda: self.foundry.knowledge)
         name = req.server_name if req else self.params.get("name", "")
         await anyio.to_thread.run_sync(lambda: learn_failure(
-            store, error_class=error_class if final_row else None, message=message, strategy=strategy,
+            store, error_class=error_class, message=message, strategy=strategy,
             server_name=name, req=req, draft=draft, attempts=self.report.heal_attempts))
 
 

@@ -331,3 +331,28 @@ async def test_reuse_enforces_the_callers_examples(foundry, monkeypatch):
     assert report.deployment.name == "my_stats"  # the caller's name wins over the stored case's
     deployed = json.loads((Path(report.deployment.directory) / "cases.json").read_text())
     assert met in deployed["cases"]  # deployed with the caller's contract, as a built server is
+
+
+@pytest.mark.anyio
+async def test_a_strategy_chosen_after_the_last_turn_is_not_recorded_as_tried(foundry, llm_env):
+    llm_env.script([json.dumps(REQUIREMENT), BUGGY, BUGGY, BUGGY])  # max_turns=3, never fixed
+    state, report, _ = await run_build(foundry, build_params(REQUEST))
+    assert state == JobState.failed and len(report.turns) == 3, report.render()
+    assert [a.outcome for a in report.heal_attempts] == ["not_fixed", "not_fixed", "pending"]  # the last never ran
+    rows = foundry.knowledge.failures("assertion")
+    # Two strategies were applied and failed; the failure that ended the build is recorded without a strategy.
+    assert [(r.strategy, r.outcome) for r in rows] == [("targeted-fix", "not_fixed"), ("rewrite-tool", "not_fixed"),
+                                                       ("none", "not_fixed")]
+
+
+@pytest.mark.anyio
+async def test_a_class_hidden_by_an_earlier_stage_failure_is_not_counted_fixed(foundry, llm_env):
+    broken = json.loads(BUGGY)
+    broken["files"]["server.py"] = broken["files"]["server.py"].replace("def text_stats(", "def text_stats((")
+    llm_env.script([json.dumps(REQUIREMENT), BUGGY, json.dumps(broken), FIXED])
+    state, report, _ = await run_build(foundry, build_params(REQUEST))
+    assert state == JobState.succeeded, report.render()
+    assert [t.outcome for t in report.turns] == ["failed", "blocked", "passed"]
+    # Turn 2 never ran its cases, so the assertion strategy of turn 1 did not show that it fixed anything.
+    assert [(a.error_class, a.outcome) for a in report.heal_attempts] == [("assertion", "not_fixed"),
+                                                                          ("syntax", "fixed")]
