@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from builder.config import ENV_VARS, load_settings
-from builder.errors import BuildError
+from builder.errors import BuildError, InputError
 from builder.jobs import Job
 from builder.service import Foundry, validation_params
 from knowledge.errors import KnowledgeError
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="search the knowledge repository")
     se.add_argument("query")
-    se.add_argument("--limit", type=int, default=5)
+    se.add_argument("--limit", type=int, default=5, help="at most this many hits (1..20)")
     se.add_argument("--json", action="store_true")
 
     lib = sub.add_parser("library", help="the starter library")
@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings({"data_dir": args.data_dir, "sandbox_backend": args.sandbox,
                                   "max_concurrent_jobs": args.max_jobs,
                                   "http_token": getattr(args, "token", None)})
-        foundry = Foundry(settings)
+        try:
+            foundry = Foundry(settings)
+        except OSError as e:
+            raise InputError("--data-dir", f"cannot create {e.filename or settings.data_dir}: {e.strerror or e}",
+                             f"a directory this user can create and write ({ENV_VARS['data_dir']}; the "
+                             f"environment cache {ENV_VARS['env_cache_dir']} too)") from None
         _log_to_file(foundry.settings.logs_dir / "mcp-foundry.log")
         return COMMANDS[args.cmd](foundry, args)
     except (BuildError, SandboxError, KnowledgeError) as e:
@@ -254,6 +259,8 @@ def _servers(foundry: Foundry, args: argparse.Namespace) -> int:
 
 
 def _search(foundry: Foundry, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 20:
+        raise InputError("--limit", f"{args.limit} is out of range", "1..20, as search_repository's limit")
     matches = foundry.knowledge.find_similar(args.query, limit=args.limit)
     if args.json:
         print(json.dumps([m.model_dump(mode="json", exclude={"case": {"files"}}) for m in matches], indent=2))

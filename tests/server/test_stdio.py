@@ -183,6 +183,17 @@ def test_invalid_setting_names_it(data_dir, bad):
     assert run.returncode == 2 and "max_concurrent_jobs" in run.stderr
 
 
+@pytest.mark.parametrize(("argv", "words"), [
+    (["search", "word count", "--limit", "0"], ["--limit", "1..20"]),
+    (["--data-dir", "/proc/no-such-dir", "doctor"], ["/proc/no-such-dir", "MCP_FOUNDRY_DATA_DIR"]),
+])
+def test_bad_cli_input_is_an_error_message_not_a_traceback(data_dir, argv, words):
+    run = subprocess.run([*FOUNDRY, *argv], cwd=ROOT, env=foundry_env(data_dir), capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("mcp-foundry: error: ") and all(w in run.stderr for w in words), run.stderr
+
+
 def _sandboxed_pids() -> list[int]:
     """Processes of a running validation (their command line names its temporary work dir)."""
     pids = []
