@@ -102,12 +102,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_to_file(path: Path) -> None:
-    """Keep a rotating log of jobs and warnings in the data directory (stdout stays for protocol messages)."""
+    """Keep a rotating log of jobs and sandbox warnings in the data directory (stdout stays for protocol messages)."""
     handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("mcp_foundry")
     root.setLevel(logging.INFO)
     root.addHandler(handler)
+    # The sandbox's warnings (no isolation here) go to the file and, loudly, still to stderr.
+    loud = logging.StreamHandler(sys.stderr)
+    loud.setFormatter(logging.Formatter("mcp-foundry: %(levelname)s: %(message)s"))
+    sandbox = logging.getLogger("sandbox")
+    sandbox.setLevel(logging.WARNING)
+    sandbox.addHandler(handler)
+    sandbox.addHandler(loud)
 
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:

@@ -194,6 +194,15 @@ def test_bad_cli_input_is_an_error_message_not_a_traceback(data_dir, argv, words
     assert run.stderr.startswith("mcp-foundry: error: ") and all(w in run.stderr for w in words), run.stderr
 
 
+def test_the_sandbox_warning_that_nothing_is_isolated_reaches_the_log_file(data_dir):
+    run = subprocess.run([*FOUNDRY, "--sandbox", "process", "validate", "--command", "true"], cwd=ROOT,
+                         env=foundry_env(data_dir), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1, run.stderr
+    logged = (data_dir / "logs" / "mcp-foundry.log").read_text()
+    assert "WARNING sandbox.backends" in logged and "does NOT isolate" in logged, logged
+    assert "does NOT isolate" in run.stderr  # and it is still said loudly where the user looks
+
+
 def _sandboxed_pids() -> list[int]:
     """Processes of a running validation (their command line names its temporary work dir)."""
     pids = []
