@@ -243,9 +243,10 @@ class _Build:
         case = success_case(self.request, req, result.draft, result.report, deployed_dir=self.deployed.directory,
                             build_seconds=time.monotonic() - self.t0, iterations=len(result.turns),
                             tokens=self.report.usage.prompt_tokens + self.report.usage.completion_tokens)
-        self.report.case_id = await self.knowledge("add_case", case)
         store = self.foundry.knowledge
-        await anyio.to_thread.run_sync(lambda: learn_success(store, case, req, result.report, result.heal_attempts))
+        # learn_success stores the case (one embedding, one commit) and returns its id.
+        self.report.case_id = await anyio.to_thread.run_sync(
+            lambda: learn_success(store, case, req, result.report, result.heal_attempts))
 
     async def learn_failure(self, req: Requirement | None, draft: ServerDraft | None, error_class: str, message: str,
                             *, strategy: str = "none") -> None:
