@@ -87,6 +87,9 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         """Jobs, newest first."""
         if state and state not in JobState.__members__:
             raise InputError("state", f"unknown state {state!r}", ", ".join(JobState.__members__))
+        kinds = list(foundry.handlers())
+        if kind and kind not in kinds:
+            raise InputError("kind", f"unknown job kind {kind!r}", ", ".join(kinds))
         jobs = foundry.store.list(state=state, kind=kind, limit=limit)
         return JobList(jobs=[JobSummary(job_id=j.id, kind=j.kind, state=j.state, phase=j.phase, progress=j.progress,
                                         created_at=j.created_at, finished_at=j.finished_at, error=j.error)

@@ -79,6 +79,7 @@ def test_bad_input_gets_a_specific_error_and_writes_nothing(data_dir, tmp_path):
                  "cases_file"),
                 ("build_result", {"job_id": "abc", "wait_s": "soon"}, "wait_s"),
                 ("list_builds", {"state": "sleeping"}, "state"),
+                ("list_builds", {"kind": "bake"}, "kind"),
             ]
             for tool, args, field in cases:
                 res = await client.call_tool(tool, args)
