@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from builder.draft import ServerDraft
+from builder.errors import LLMError
 from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan
 from builder.llm.base import ChatMessage, LLMProvider, Usage
 from builder.prompts import render
@@ -95,6 +96,8 @@ class LoopResult(BaseModel):
     directory: Path | None = None
     """Where the passing draft was written."""
     stop_reason: str = ""
+    llm_error: str | None = None
+    """Set when the loop stopped because the LLM gave no usable draft."""
 
 
 @dataclass
@@ -140,7 +143,13 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
         # Code: the LLM writes every file of the server.
         deps.progress(span[0], f"turn {n}: writing code")
         t = time.perf_counter()
-        draft = await _code(deps, req, research, examples, feedback)
+        try:
+            draft = await _code(deps, req, research, examples, feedback)
+        except LLMError as e:
+            # Keep what the earlier turns learned: the caller records them as for any failed build.
+            turns.pop()
+            return LoopResult(ok=False, turns=turns, heal_attempts=attempts, draft=previous, llm_error=str(e),
+                              stop_reason=f"the LLM kept failing in turn {n}: {e}")
         turn.seconds["code"] = time.perf_counter() - t
         turn.files = {k: len(v.encode()) for k, v in draft.files.items()}
         draft = with_required_cases(draft, deps.required_cases)

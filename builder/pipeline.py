@@ -98,6 +98,9 @@ class _Build:
         self.report.turns, self.report.heal_attempts = result.turns, result.heal_attempts
         if not result.ok:
             last = result.turns[-1].failures if result.turns else []
+            if result.llm_error is not None:
+                await self.learn_failure(req, result.draft, "llm", result.llm_error, strategy="re-ask")
+                return self.fail(result.stop_reason)
             cls = primary_class(last) if last else "timeout"
             # The failure's own message, so that the row's signature tells this failure from others of its class.
             final = next((f.message for f in last if f.error_class == cls), result.stop_reason)

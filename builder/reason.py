@@ -106,7 +106,8 @@ def _lint_server(tree: ast.Module, req: Requirement | None) -> list[Finding]:
                 uses_server = True
         elif isinstance(node, ast.Call):
             func = node.func
-            if isinstance(func, ast.Name) and func.id == "print" and not any(k.arg == "file" for k in node.keywords):
+            to = next((ast.unparse(k.value) for k in node.keywords if k.arg == "file"), "sys.stdout")
+            if isinstance(func, ast.Name) and func.id == "print" and to in ("sys.stdout", "None"):
                 block("protocol", "print() writes to stdout, which carries the MCP protocol; remove it or use "
                       "print(..., file=sys.stderr)", node)
             if isinstance(func, ast.Attribute) and func.attr == "write" and ast.unparse(func.value) == "sys.stdout":
@@ -161,11 +162,15 @@ def _ruff_undefined(directory: Path) -> list[Finding]:
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         return []
-    proc = subprocess.run([ruff, "check", "--isolated", "--no-cache", "--select", "F821,F822,F823",
-                           "--output-format", "json", "--exit-zero", str(directory)],
-                          capture_output=True, text=True, timeout=30)
+    try:
+        proc = subprocess.run([ruff, "check", "--isolated", "--no-cache", "--select", "F821,F822,F823",
+                               "--output-format", "json", "--exit-zero", str(directory)],
+                              capture_output=True, text=True, timeout=30)
+        items = json.loads(proc.stdout or "[]")
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return []  # this check only adds early warnings; the sandboxed run still catches undefined names
     out = []
-    for item in json.loads(proc.stdout or "[]"):
+    for item in items:
         rel = Path(item["filename"]).relative_to(directory).as_posix()
         out.append(Finding(stage="lint", blocking=True, error_class="runtime",
                            where=f"{rel}:{item['location']['row']}", message=item["message"]))

@@ -356,3 +356,14 @@ async def test_a_class_hidden_by_an_earlier_stage_failure_is_not_counted_fixed(f
     # Turn 2 never ran its cases, so the assertion strategy of turn 1 did not show that it fixed anything.
     assert [(a.error_class, a.outcome) for a in report.heal_attempts] == [("assertion", "not_fixed"),
                                                                           ("syntax", "fixed")]
+
+
+@pytest.mark.anyio
+async def test_an_llm_failing_in_a_later_turn_keeps_the_earlier_turns_and_their_healing(foundry, llm_env):
+    llm_env.script([json.dumps(REQUIREMENT), BUGGY, "no json here", "still no json"])
+    state, report, _ = await run_build(foundry, build_params(REQUEST + " (later failure)"))
+    assert state == JobState.failed and "LLM kept failing in turn 2" in report.error
+    assert [t.outcome for t in report.turns] == ["failed"]
+    assert [a.error_class for a in report.heal_attempts] == ["assertion"]
+    assert len(foundry.knowledge.failures("llm")) == 1
+    assert report.deployment is None and not any(foundry.settings.servers_dir.iterdir())
