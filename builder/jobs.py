@@ -304,18 +304,23 @@ class JobRunner:
         self._send.send_nowait(job.id)
         return job
 
-    def cancel(self, job_id: str) -> Job:
-        """Cancel a queued or running job (its sandboxed processes are stopped); final jobs are left as they are."""
+    async def cancel(self, job_id: str, *, wait_s: float = 30) -> Job:
+        """Cancel a queued or running job and return it once it has unwound (final jobs are left as they are).
+
+        A running job's sandboxed processes are stopped and its handler's cleanup runs
+        (a build removes what it deployed) before the job is marked cancelled, so that a
+        caller who sees `cancelled` never sees the job's leftovers.
+        """
         job = self.store.get(job_id)
         if job.state == JobState.queued:
             self.store.finish(job_id, JobState.cancelled, error="cancelled before it started")
         elif job.state == JobState.running:
             scope = self._scopes.get(job_id)
             if scope is None:
-                raise BuildError(f"job {job_id} runs in another mcp-foundry process (pid in its owner tag); "
-                                 "cancel it there")
-            self.store.finish(job_id, JobState.cancelled, error="cancelled by request")
+                raise BuildError(f"job {job_id} runs in another mcp-foundry process; cancel it there")
             scope.cancel()
+            self._announce(job_id)
+            return await self.wait(job_id, wait_s)
         self._announce(job_id)
         return self.store.get(job_id)
 

@@ -150,7 +150,8 @@ def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: f
                 job = await runner.wait(job.id, math.inf, on_change=printer)
             finally:
                 if not foundry.store.get(job.id).final:
-                    runner.cancel(job.id)
+                    with anyio.CancelScope(shield=True):  # Ctrl-C: stop the job's sandbox before leaving
+                        await runner.cancel(job.id, wait_s=15)
             await printer(job)
             return job
 

@@ -72,8 +72,8 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
                                           openWorldHint=False))
     @tool_errors
     async def cancel_build(job_id: JobId) -> JobStatus:
-        """Cancel a queued or running job; its sandboxed processes are stopped and nothing is deployed."""
-        job = runner.cancel(job_id)
+        """Cancel a queued or running job; returns once its sandboxed processes are stopped and nothing is deployed."""
+        job = await runner.cancel(job_id)
         return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL))
 
     @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))

@@ -93,8 +93,9 @@ def test_cancel_stops_a_running_job_and_a_queued_one(store):
     async def cancel_both(runner, jobs):
         while store.get(jobs[0].id).state != "running":
             await anyio.sleep(0.01)
-        assert runner.cancel(jobs[1].id).state == "cancelled"  # still queued behind the first
-        assert runner.cancel(jobs[0].id).state == "cancelled"
+        assert (await runner.cancel(jobs[1].id)).state == "cancelled"  # still queued behind the first
+        assert (await runner.cancel(jobs[0].id)).state == "cancelled"
+        assert cleaned == [jobs[0].id]  # the handler's cleanup ran before cancel returned
 
     jobs = anyio.run(lambda: _run_jobs(store, {"l": long}, [("l", {}, None), ("l", {}, None)], after=cancel_both))
     assert [j.state for j in jobs] == ["cancelled", "cancelled"]

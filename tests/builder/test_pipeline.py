@@ -251,9 +251,10 @@ async def test_cancelling_mid_build_stops_the_sandbox_and_deploys_nothing(foundr
                 await anyio.sleep(0.2)
                 if any("PASS prompts/list" in line for line in foundry.store.log(job.id)):  # cases come next
                     running = sandbox_pids() - before
-        runner.cancel(job.id)
-        job = await runner.wait(job.id, 30)
-    assert job.state == JobState.cancelled
+        job = await runner.cancel(job.id)
+        assert job.state == JobState.cancelled  # returned only once the build has unwound:
+        assert not any(foundry.settings.servers_dir.iterdir())
+        assert not (foundry.settings.work_dir / f"build-{job.id}").exists()
     with anyio.fail_after(10):
         while running & sandbox_pids():
             await anyio.sleep(0.1)
