@@ -19,3 +19,7 @@ class CaseNotFoundError(KnowledgeError):
 
 class RepositoryError(KnowledgeError):
     """The repository could not be opened, read or written (bad URI, storage failure, embedder mismatch)."""
+
+
+class QueryError(KnowledgeError, ValueError):
+    """A search request is malformed (empty query, bad limit, mode or filter); the message says what is accepted."""

