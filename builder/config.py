@@ -26,6 +26,7 @@ ENV_VARS: dict[str, str] = {
     "http_token": "MCP_FOUNDRY_HTTP_TOKEN",
     "embedding_model": "MCP_FOUNDRY_EMBEDDING_MODEL",
     "env_cache_dir": "MCP_FOUNDRY_ENV_CACHE",
+    "init_timeout_s": "MCP_FOUNDRY_INIT_TIMEOUT",
     "github_token": "MCP_FOUNDRY_GITHUB_TOKEN",
     "pypi_url": "MCP_FOUNDRY_PYPI_URL",
     "github_api_url": "MCP_FOUNDRY_GITHUB_API_URL",
@@ -45,6 +46,8 @@ class Settings(BaseModel):
     max_concurrent_jobs: int = Field(2, ge=1, le=32, description="Jobs that run at once; the rest wait in FIFO order.")
     job_timeout_s: float = Field(1800, gt=0, le=86400, description="Default per-job timeout in seconds.")
     sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
+    init_timeout_s: float = Field(30, gt=0, le=600, description="Seconds a server under test has to answer "
+                                  "initialize before it fails with class 'timeout'.")
     max_turns: int = Field(5, ge=1, le=20, description="Code -> Reason -> Act turns per build.")
     registry_url: str | None = Field(None, description="Tool registry URL that receives each deployed manifest.")
     http_token: str | None = Field(None, description="Bearer token required by the HTTP transport.")

@@ -118,6 +118,8 @@ class LoopDeps:
     log: Callable[[str], None] = print
     progress: Callable[[float, str], None] = lambda f, m: None
     validate_seconds: float = 120.0
+    init_timeout: float = 30.0
+    """Seconds a draft's server has to answer initialize."""
     tried: dict[str, list[str]] = field(default_factory=dict)
     required_cases: list[dict[str, Any]] = field(default_factory=list)
     """The caller's example calls (cases format): added to every draft's cases, so a draft cannot pass
@@ -185,7 +187,7 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
                 report = await validate_server(
                     ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,
                     limits=Limits(wall_seconds=min(deps.validate_seconds, remaining)), network=deps.network,
-                    log=deps.log)
+                    log=deps.log, init_timeout=deps.init_timeout)
                 turn.seconds["validate"] = time.perf_counter() - t
                 turn.validation = ValidationDigest.of(report)
                 if report.verdict == "pass":

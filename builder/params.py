@@ -61,8 +61,8 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
         raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
     if priority not in ("low", "normal", "high"):
         raise InputError("priority", f"{priority!r} is not a priority", "low, normal or high")
-    if timeout_s is not None and not (isinstance(timeout_s, int | float) and 30 <= timeout_s <= 86400):
-        raise InputError("timeout_s", f"{timeout_s!r} seconds", "30 to 86400 seconds")
+    if timeout_s is not None and not (isinstance(timeout_s, int | float) and 60 <= timeout_s <= 86400):
+        raise InputError("timeout_s", f"{timeout_s!r} seconds", "60 to 86400 seconds (a build needs time for at least one turn)")
     params: dict[str, Any] = {"description": description.strip(), "needs_network": needs_network,
                               "priority": priority}
     for key, value in (("name", name), ("tools", _str_list("tools", tools, max_len=300)), ("dependencies", deps),

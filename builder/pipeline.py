@@ -174,7 +174,8 @@ class _Build:
 
         return await validate_server(ValidationTarget(directory=directory), backend=self.foundry.backend, env=env,
                                      cases=None, network=bool(self.params.get("needs_network")), log=self.ctx.log,
-                                     limits=Limits(wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))))
+                                     limits=Limits(wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))),
+                                     init_timeout=self.settings.init_timeout_s)
 
     # -- research and prompt material --------------------------------------------------------------------------
     def researcher(self) -> Any:
@@ -211,6 +212,7 @@ class _Build:
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
+                        init_timeout=self.settings.init_timeout_s,
                         progress=lambda f, m: self.ctx.progress(0.15 + 0.75 * f, "loop", m))
 
     # -- deploy, register, learn ----------------------------------------------------------------------------------

@@ -126,5 +126,7 @@ def validation_params(path: str | None, command: str | None, cases_file: str | N
             raise InputError("cases_file", f"{cases_file!r} does not exist", "a JSON file {\"cases\": [...]}")
         params["cases_file"] = str(c)
     if timeout_s is not None:
+        if not 0 < timeout_s <= 86400:
+            raise InputError("timeout_s", f"{timeout_s:g} seconds", "more than 0 and at most 86400 seconds")
         params["timeout_s"] = timeout_s
     return params

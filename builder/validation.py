@@ -54,7 +54,8 @@ async def prepare_and_validate(
     if cases is None and cases_file is not None:
         cases = load_cases(cases_file)
     return await validate_server(target, backend=foundry.backend, env=env, cases=cases, network=network, log=log,
-                                 progress=lambda f, m: report_progress(0.1 + 0.9 * f, m))
+                                 progress=lambda f, m: report_progress(0.1 + 0.9 * f, m),
+                                 init_timeout=foundry.settings.init_timeout_s)
 
 
 async def run_validation(ctx: JobContext, foundry: Foundry) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
                                                                "{tool, arguments, expect}.")] = None,
         needs_network: Annotated[bool, Field(description="The server needs network access at run time.")] = False,
         priority: Annotated[Literal["low", "normal", "high"], Field(description="Informational priority.")] = "normal",
-        timeout_s: Annotated[float | None, Field(ge=30, le=86400, description="Build timeout in seconds (30..86400).")] = None,
+        timeout_s: Annotated[float | None, Field(ge=60, le=86400, description="Build timeout in seconds (60..86400).")] = None,
     ) -> JobTicket:
         """Build, validate and deploy an MCP server for a capability; returns a job id at once.
 

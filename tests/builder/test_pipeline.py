@@ -368,3 +368,11 @@ async def test_an_llm_failing_in_a_later_turn_keeps_the_earlier_turns_and_their_
     assert [a.error_class for a in report.heal_attempts] == ["assertion"]
     assert len(foundry.knowledge.failures("llm")) == 1
     assert report.deployment is None and not any(foundry.settings.servers_dir.iterdir())
+
+
+def test_a_build_timeout_too_short_for_one_turn_is_refused():
+    from builder.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        build_params(REQUEST, timeout_s=30)
+    assert e.value.field == "timeout_s" and "60 to 86400" in str(e.value)

@@ -22,7 +22,9 @@ def foundry_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment for a foundry child process: this checkout importable, its own data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_FOUNDRY_")}
     env.update({"MCP_FOUNDRY_DATA_DIR": str(data_dir), "MCP_FOUNDRY_ENV_CACHE": str(ENV_CACHE), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1", **extra})
+                "TRANSFORMERS_OFFLINE": "1",
+                # The never-answering samples fail as "timeout" after this, not after the default 30 s.
+                "MCP_FOUNDRY_INIT_TIMEOUT": "6", **extra})
     return env
 
 

@@ -51,6 +51,8 @@ def test_good_and_broken_samples_get_the_right_verdicts(data_dir):
                 failed = [c for c in report["checks"] if not c["passed"]]
                 assert all(c["reason"] for c in failed), name  # every failure says why
                 classes[name] = {c["failure_class"] for c in failed}
+                if name == "no_init_server":  # the configured initialize limit (MCP_FOUNDRY_INIT_TIMEOUT) applied
+                    assert any("6 s" in c["reason"] for c in failed), failed
             status = await client.call_tool("build_status", {"job_id": good})
             assert status.structured_content["state"] == "succeeded" and status.structured_content["log_tail"]
             log = await client.read_resource(f"foundry://jobs/{good}/log")
@@ -169,6 +171,9 @@ def test_cli_validate_status_and_doctor(data_dir):
     assert status.returncode == 0 and "failed" in status.stdout
     logged = (data_dir / "logs" / "mcp-foundry.log").read_text()
     assert f"[validate {doc['job_id']}] queued" in logged and f"[validate {doc['job_id']}] failed" in logged
+    negative = subprocess.run([*FOUNDRY, "validate", str(FIXTURES / "good_server"), "--timeout", "-5"], cwd=ROOT,
+                              env=env, capture_output=True, text=True)
+    assert negative.returncode == 2 and "timeout_s" in negative.stderr and "more than 0" in negative.stderr
     missing = subprocess.run([*FOUNDRY, "validate", "/no/such/dir"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "path" in missing.stderr and "not an existing directory" in missing.stderr
     doctor = subprocess.run([*FOUNDRY, "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
