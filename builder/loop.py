@@ -184,10 +184,11 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
                 deps.progress(span[0] + span[1] * 0.6, f"turn {n}: validating in the sandbox")
                 t = time.perf_counter()
                 remaining = max(10.0, deps.deadline - time.monotonic())
-                report = await validate_server(
-                    ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,
-                    limits=Limits(wall_seconds=min(deps.validate_seconds, remaining)), network=deps.network,
-                    log=deps.log, init_timeout=deps.init_timeout)
+                async with deps.envs.in_use(env):
+                    report = await validate_server(
+                        ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,
+                        limits=Limits(wall_seconds=min(deps.validate_seconds, remaining)), network=deps.network,
+                        log=deps.log, init_timeout=deps.init_timeout)
                 turn.seconds["validate"] = time.perf_counter() - t
                 turn.validation = ValidationDigest.of(report)
                 if report.verdict == "pass":

@@ -109,7 +109,8 @@ class _Build:
                              + "; ".join(f"[{f.error_class}] {f.message[:200]}" for f in last[:3]))
         assert result.draft is not None and result.report is not None and result.env is not None
         with self.phase("deploy", 0.92, "deploying"):
-            self.deploy(req.server_name, result.draft, result.env, result.report, summary=req.summary)
+            async with self.foundry.envs.in_use(result.env):
+                self.deploy(req.server_name, result.draft, result.env, result.report, summary=req.summary)
         with self.phase("learn", 0.96, "storing what was learned"):
             await self.learn_success(req, result)
         await self.register()
@@ -148,18 +149,20 @@ class _Build:
             directory = draft.write_to(self.work / "reuse")
             try:
                 env = await self.foundry.envs.ensure(draft.requirements(), log=self.ctx.log)
+                async with self.foundry.envs.in_use(env):  # held until deploy has copied it
+                    report = await self.validate(directory, env)
+                    if report.verdict != "pass":
+                        self.report.notes.append(f"case {case.id} ({case.server_name}) failed re-validation; "
+                                                 "building anew")
+                        self.ctx.log(self.report.notes[-1])
+                        return False
+                    with self.phase("deploy", 0.9, "deploying the reused server"):
+                        # A name the caller gave explicitly wins, as it does for a generated server.
+                        self.deploy(self.params.get("name") or case.server_name, draft, env, report,
+                                    summary=case.summary, reused=case.id)
             except EnvBuildError as e:
                 self.report.notes.append(f"case {case.id} not reused: its dependencies no longer install: {e}")
                 return False
-            report = await self.validate(directory, env)
-        if report.verdict != "pass":
-            self.report.notes.append(f"case {case.id} ({case.server_name}) failed re-validation; building anew")
-            self.ctx.log(self.report.notes[-1])
-            return False
-        with self.phase("deploy", 0.9, "deploying the reused server"):
-            # A name the caller gave explicitly wins, as it does for a generated server.
-            self.deploy(self.params.get("name") or case.server_name, draft, env, report, summary=case.summary,
-                        reused=case.id)
         with self.phase("learn", 0.95, "counting the reuse"):
             await self.knowledge("mark_reused", case.id)
         await self.register()

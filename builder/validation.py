@@ -30,10 +30,9 @@ async def prepare_and_validate(
     A dependency set that does not install is reported as a failed "dependency" check,
     not raised, so that the builder can heal it like any other failure.
     """
-    from sandbox.cases import load_cases
     from sandbox.errors import EnvBuildError
     from sandbox.report import Check, ValidationReport
-    from sandbox.validate import ValidationTarget, requirements_of, validate_server
+    from sandbox.validate import ValidationTarget, requirements_of
 
     report_progress = progress or (lambda f, m: None)
     target = ValidationTarget(directory=directory, command=command, cases_file=cases_file)
@@ -44,17 +43,28 @@ async def prepare_and_validate(
         started = datetime.now(UTC)
         try:
             env = await foundry.envs.ensure(requirements, log=log)
+            if log:
+                log(f"environment {env.key[:12]} {'created' if env.created else 'reused'} in {env.seconds:.1f} s")
+            async with foundry.envs.in_use(env):  # a concurrent `envs cleanup` must not remove it meanwhile
+                return await _validate(foundry, target, env, cases, cases_file, network, log, report_progress)
         except EnvBuildError as e:
             return ValidationReport(
                 target=target.label(), backend=foundry.backend.name, started=started, finished=datetime.now(UTC),
                 duration=(datetime.now(UTC) - started).total_seconds(), verdict="fail",
                 checks=[Check(name="dependencies install", passed=False, reason=str(e), failure_class="dependency")])
-        if log:
-            log(f"environment {env.key[:12]} {'created' if env.created else 'reused'} in {env.seconds:.1f} s")
+    return await _validate(foundry, target, env, cases, cases_file, network, log, report_progress)
+
+
+async def _validate(foundry: Foundry, target: Any, env: Any, cases: list[Any] | None, cases_file: Path | None,
+                    network: bool, log: Callable[[str], None] | None,
+                    progress: Callable[[float, str], None]) -> ValidationReport:
+    from sandbox.cases import load_cases
+    from sandbox.validate import validate_server
+
     if cases is None and cases_file is not None:
         cases = load_cases(cases_file)
     return await validate_server(target, backend=foundry.backend, env=env, cases=cases, network=network, log=log,
-                                 progress=lambda f, m: report_progress(0.1 + 0.9 * f, m),
+                                 progress=lambda f, m: progress(0.1 + 0.9 * f, m),
                                  init_timeout=foundry.settings.init_timeout_s)
 
 

@@ -1,7 +1,8 @@
 """Dependency environments: one uv venv per dependency set, built atomically, shared and reused.
 
 Layout under `root`: envs/<key>/ (a finished venv with foundry-env.json inside),
-envs/.build-<key>-<random>/ (a build in progress; never used), locks/<key>.lock (flock),
+envs/.build-<key>-<random>/ (a build in progress; never used), locks/<key>.lock (flock, held while
+building or removing), locks/<key>.use (shared flock, held by every user of a finished env, see `in_use`),
 uv-cache/ (unless UV_CACHE_DIR is set). The marker file is written last and the
 directory renamed into place, so a venv at envs/<key> is always complete. Venvs are
 made relocatable so the rename keeps their entry-point scripts working. The marker's
@@ -165,7 +166,7 @@ class EnvManager:
     def cleanup(self, *, max_age_days: float | None = None, max_total_mb: float | None = None) -> list[str]:
         """Remove environments unused for max_age_days, then the least recently used until under max_total_mb.
 
-        Environments being built or reused at this moment (lock held) are skipped, and
+        Environments being built, or held by a user through `in_use`, are skipped, and
         abandoned half-builds are removed. Returns the removed keys.
         """
         for name, value in (("max_age_days", max_age_days), ("max_total_mb", max_total_mb)):
@@ -221,23 +222,45 @@ class EnvManager:
             shutil.rmtree(stale, ignore_errors=True)
 
     def _remove(self, path: Path) -> bool:
-        """Remove one finished env unless it is locked; rename first so it is never seen half-deleted."""
-        with self._try_lock(path.name) as held:
-            if not held:
+        """Remove one finished env unless it is being built or used; rename first so it is never seen half-deleted."""
+        with self._try_lock(path.name) as held, self._try_lock(path.name, "use") as unused:
+            if not (held and unused):
                 return False
             trash = self._envs / f".trash-{path.name}-{secrets.token_hex(4)}"
             os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
-    def _lock_fd(self, key: str) -> int:
+    def _lock_fd(self, key: str, suffix: str = "lock") -> int:
         self._locks.mkdir(parents=True, exist_ok=True)
         self._envs.mkdir(parents=True, exist_ok=True)
-        return os.open(self._locks / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(self._locks / f"{key}.{suffix}", os.O_RDWR | os.O_CREAT, 0o644)
+
+    @asynccontextmanager
+    async def in_use(self, env: Environment) -> AsyncIterator[Environment]:
+        """Hold `env` while it is used (validated, copied for deploy): cleanup skips it meanwhile.
+
+        Many users may hold one env at once (a shared flock); raises EnvBuildError when
+        the env was removed before it could be held.
+        """
+        fd = self._lock_fd(env.key, "use")
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await anyio.sleep(0.05)  # a removal holds it for a moment only
+            if not (env.path / MARKER).is_file():
+                raise EnvBuildError(f"environment {env.key[:12]} was removed by a cleanup before it could be used; "
+                                    "run the job again to rebuild it")
+            yield env
+        finally:
+            os.close(fd)
 
     @contextmanager
-    def _try_lock(self, key: str):
-        fd = self._lock_fd(key)
+    def _try_lock(self, key: str, suffix: str = "lock"):
+        fd = self._lock_fd(key, suffix)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

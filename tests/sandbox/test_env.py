@@ -134,3 +134,14 @@ async def test_cleanup_removes_environments_unused_for_longer_than_max_age(envs)
     assert [e.key for e in envs.list()] == [recent.key] and not old.path.exists()
     assert envs.cleanup(max_total_mb=0) == [recent.key]
     assert envs.list() == []
+
+
+async def test_cleanup_skips_an_environment_in_use_and_in_use_refuses_a_removed_one(envs):
+    env = await envs.ensure(["six==1.16.0"])
+    async with envs.in_use(env), envs.in_use(env):  # several users at once
+        assert envs.cleanup(max_age_days=0) == []
+        assert (env.path / MARKER).is_file()
+    assert envs.cleanup(max_age_days=0) == [env.key]
+    with pytest.raises(EnvBuildError, match="removed by a cleanup"):
+        async with envs.in_use(env):
+            pass
