@@ -8,6 +8,7 @@ image only needs a C library compatible with the host's interpreter.
 
 from __future__ import annotations
 
+import math
 import os
 
 from sandbox.backends.mounts import (
@@ -92,4 +93,7 @@ class DockerBackend:
             args += ["-v", f"{path}:{path}:ro"]
         for key, value in spec.env.items():
             args += ["-e", f"{key}={value}"]
-        return [*args, self.image, *argv]
+        # Killing the docker CLI (our timeout, a cancel) does not stop the container; `timeout` inside does,
+        # so a server that ignores its closed stdin still ends within the wall-clock limit.
+        lifetime = str(math.ceil(limits.wall_seconds) + 5)
+        return [*args, "--label", "mcp-foundry=sandbox", self.image, "timeout", "-s", "KILL", lifetime, *argv]

@@ -122,3 +122,16 @@ async def test_docker_backend_cuts_network_and_runs_in_the_workdir(make_spec, wo
     probe = f"import socket; socket.create_connection(('127.0.0.1', {tcp_server}), timeout=2)"
     blocked = await run_sandboxed(["python", "-c", probe], make_spec(readonly=()), backend)
     assert blocked.returncode != 0
+
+
+def test_docker_command_line_applies_the_policy_without_an_engine(make_spec):
+    """What `docker run` is asked for (the behaviour itself is tested where an engine answers)."""
+    spec = make_spec(memory_mb=256, processes=32, wall_seconds=40)
+    argv = DockerBackend().wrap(["python", "server.py"], spec)
+    joined = " ".join(argv)
+    for part in ("--network none", "--user 65534:65534", "--read-only", "--cap-drop ALL", "--memory 256m",
+                 "--pids-limit 32", f"-v {spec.workdir}:{spec.workdir} -w {spec.workdir}"):
+        assert part in joined, part
+    assert "OPENAI_API_KEY" not in joined
+    assert argv[-6:] == ["timeout", "-s", "KILL", "45", "python", "server.py"]
+    assert "--network bridge" in " ".join(DockerBackend().wrap(["python"], make_spec(network=True)))
