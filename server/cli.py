@@ -218,6 +218,7 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     print("sandbox backends:")
     for name, ok, why in backend_report():
         print(f"  {'ok  ' if ok else 'no  '} {name:<11} {why}")
+    print(f"  in use: {foundry.backend.name} (setting sandbox_backend={foundry.settings.sandbox_backend})")
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")
     missing = "not configured (set MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL; reuse still works)"

@@ -179,6 +179,7 @@ def test_cli_validate_status_and_doctor(data_dir):
     doctor = subprocess.run([*FOUNDRY, "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert doctor.returncode == 0
     assert "bubblewrap" in doctor.stdout and "docker" in doctor.stdout and "process" in doctor.stdout
+    assert "in use: bubblewrap (setting sandbox_backend=auto)" in doctor.stdout
     assert str(data_dir) in doctor.stdout
 
 
