@@ -118,6 +118,14 @@ def _lint_server(tree: ast.Module, req: Requirement | None) -> list[Finding]:
         block("protocol", "server.py must create its server with `from mcp.server.mcpserver import MCPServer`")
     if not runs:
         block("protocol", "server.py never calls <server>.run(); end it with `if __name__ == \"__main__\": mcp.run()`")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for dec in node.decorator_list:
+                if (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute) and dec.func.attr == "tool"
+                        and not any(k.arg == "annotations" for k in dec.keywords)):
+                    block("protocol", f"tool {node.name} has no annotations; pass annotations=ToolAnnotations("
+                          "read_only_hint=..., destructive_hint=..., idempotent_hint=..., open_world_hint=...) so "
+                          "clients know whether calling it is safe", dec)
     tools = defined_tools(tree)
     if req is not None:
         missing = [t for t in req.tool_names() if t not in tools]

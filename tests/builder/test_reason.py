@@ -28,3 +28,11 @@ def test_writes_to_stdout_are_blocked(tmp_path, line):
 
 def test_printing_to_stderr_is_allowed(tmp_path):
     assert _stdout_findings(tmp_path, "print('x', file=sys.stderr)\n") == []
+
+
+def test_a_tool_without_annotations_is_blocked(tmp_path):
+    body = "@mcp.tool()\ndef shout(text: str) -> str:\n    return text.upper()\n"
+    draft = ServerDraft(files={"server.py": HEAD + body + TAIL, "requirements.txt": "mcp==2.3.0\n",
+                               "cases.json": json.dumps({"cases": [{"tool": "shout", "arguments": {"text": "a"}}]})})
+    findings = lint(draft, draft.write_to(tmp_path / "d"))
+    assert any(f.blocking and "tool shout has no annotations" in f.message for f in findings)
