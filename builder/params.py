@@ -1,8 +1,10 @@
-"""request_build's inputs, checked once for the MCP face and the CLI alike."""
+"""The inputs of validate_server and request_build, checked once for the MCP face and the CLI alike."""
 
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
 from builder.errors import InputError
@@ -73,3 +75,32 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
     return params
 
 
+def validation_params(path: str | None, command: str | None, cases_file: str | None, needs_network: bool,
+                      timeout_s: float | None) -> dict[str, Any]:
+    """Check validate_server's inputs and return the job parameters; InputError names the bad field."""
+    if bool(path) == bool(command):
+        raise InputError("path/command", "give exactly one of them", "path: a server directory; command: a command "
+                         "line that starts an MCP server on stdio")
+    params: dict[str, Any] = {"needs_network": needs_network}
+    if path:
+        p = Path(path).expanduser().resolve()
+        if not p.is_dir():
+            raise InputError("path", f"{path!r} is not an existing directory", "a directory holding server.py")
+        if not (p / "server.py").is_file() and not command:
+            raise InputError("path", f"{p} has no server.py", "a directory whose entry point is server.py")
+        params["path"] = str(p)
+    else:
+        argv = shlex.split(command or "")
+        if not argv:
+            raise InputError("command", "empty command line", "e.g. 'python -m my_server'")
+        params["command"] = argv
+    if cases_file:
+        c = Path(cases_file).expanduser().resolve()
+        if not c.is_file():
+            raise InputError("cases_file", f"{cases_file!r} does not exist", "a JSON file {\"cases\": [...]}")
+        params["cases_file"] = str(c)
+    if timeout_s is not None:
+        if not 0 < timeout_s <= 86400:
+            raise InputError("timeout_s", f"{timeout_s:g} seconds", "more than 0 and at most 86400 seconds")
+        params["timeout_s"] = timeout_s
+    return params

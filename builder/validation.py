@@ -69,7 +69,7 @@ async def _validate(foundry: Foundry, target: Any, env: Any, cases: list[Any] | 
 
 
 async def run_validation(ctx: JobContext, foundry: Foundry) -> dict[str, Any]:
-    """The "validate" job: params from server.validation_params; result {"ok", "report", "error"}."""
+    """The "validate" job: params from builder.params.validation_params; result {"ok", "report", "error"}."""
     p = ctx.params
     report = await prepare_and_validate(
         foundry,

@@ -18,7 +18,8 @@ import anyio
 from builder.config import ENV_VARS, load_settings
 from builder.errors import BuildError, InputError
 from builder.jobs import Job
-from builder.service import Foundry, validation_params
+from builder.params import validation_params
+from builder.service import Foundry
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
 

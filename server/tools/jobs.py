@@ -11,7 +11,8 @@ from pydantic import Field
 
 from builder.errors import InputError
 from builder.jobs import Job, JobRunner, JobState
-from builder.service import Foundry, validation_params
+from builder.params import validation_params
+from builder.service import Foundry
 from server.errors import tool_errors
 from server.models import JobList, JobResult, JobStatus, JobSummary, JobTicket
 
