@@ -43,7 +43,7 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Holds jobs, knowledge, servers, envs, logs.")
     knowledge_uri: str | None = Field(None, description="LanceDB URI (a path or s3://...); default <data_dir>/knowledge.")
-    max_concurrent_jobs: int = Field(2, ge=1, le=32, description="Jobs that run at once; the rest wait in FIFO order.")
+    max_concurrent_jobs: int = Field(2, ge=1, le=32, description="Jobs that run at once; the rest wait (by priority, then FIFO).")
     job_timeout_s: float = Field(1800, gt=0, le=86400, description="Default per-job timeout in seconds.")
     sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
     init_timeout_s: float = Field(30, gt=0, le=600, description="Seconds a server under test has to answer "

@@ -1,4 +1,4 @@
-"""Durable jobs: a SQLite (WAL) job store and a bounded FIFO worker pool that serves every kind of job.
+"""Durable jobs: a SQLite (WAL) job store and a bounded worker pool (FIFO within a priority) that serves every kind of job.
 
 Every state change is committed to the store before anyone is told about it, so a
 reader never sees a state that a crash could take back. A job row carries the pid and
@@ -8,9 +8,10 @@ running jobs of dead owners `interrupted` and takes over their queued jobs.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -86,6 +87,8 @@ CREATE TABLE IF NOT EXISTS job_logs (
 """
 
 MAX_LOG_LINE = 2000
+PRIORITIES = {"low": -1, "normal": 0, "high": 1}
+"""A job's params["priority"] -> its rank in the queue; equal ranks run in arrival order."""
 log = logging.getLogger("mcp_foundry.jobs")
 
 
@@ -267,7 +270,7 @@ Handler = Callable[[JobContext], Awaitable[BaseModel | Mapping[str, Any]]]
 
 
 class JobRunner:
-    """A bounded pool of workers running queued jobs in FIFO order; use as an async context manager."""
+    """A bounded pool of workers running queued jobs, high priority first, FIFO within a priority (async with)."""
 
     def __init__(self, store: JobStore, handlers: Mapping[str, Handler], *, max_concurrent: int = 2,
                  default_timeout_s: float = 1800):
@@ -277,13 +280,16 @@ class JobRunner:
         self.default_timeout_s = default_timeout_s
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._changed: dict[str, anyio.Event] = {}
-        self._send, self._recv = anyio.create_memory_object_stream[str](math.inf)
+        # Highest priority first, then first come, first served: (-priority, arrival, job id).
+        self._queue: list[tuple[int, int, str]] = []
+        self._arrivals = itertools.count()
+        self._ready = anyio.Semaphore(0)
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> JobRunner:
         _, adopted = self.store.recover()
         for job_id in adopted:
-            self._send.send_nowait(job_id)
+            self._enqueue(job_id, self.store.get(job_id).params)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         for _ in range(self.max_concurrent):
@@ -301,8 +307,13 @@ class JobRunner:
             raise InputError("kind", f"unknown job kind {kind!r}", ", ".join(sorted(self.handlers)))
         job = self.store.create(kind, params, timeout_s or self.default_timeout_s)
         log.info("[%s %s] queued: %s", kind, job.id, json.dumps(dict(params))[:500])
-        self._send.send_nowait(job.id)
+        self._enqueue(job.id, params)
         return job
+
+    def _enqueue(self, job_id: str, params: Mapping[str, Any]) -> None:
+        priority = PRIORITIES.get(str(params.get("priority", "normal")), 0)
+        heapq.heappush(self._queue, (-priority, next(self._arrivals), job_id))
+        self._ready.release()
 
     async def cancel(self, job_id: str, *, wait_s: float = 30) -> Job:
         """Cancel a queued or running job and return it once it has unwound (final jobs are left as they are).
@@ -345,7 +356,9 @@ class JobRunner:
             event.set()
 
     async def _worker(self) -> None:
-        async for job_id in self._recv:
+        while True:
+            await self._ready.acquire()
+            _, _, job_id = heapq.heappop(self._queue)
             await self._run(job_id)
 
     async def _run(self, job_id: str) -> None:

@@ -54,7 +54,8 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         examples: Annotated[list[dict[str, Any]] | None, Field(max_length=30, description="Example calls: "
                                                                "{tool, arguments, expect}.")] = None,
         needs_network: Annotated[bool, Field(description="The server needs network access at run time.")] = False,
-        priority: Annotated[Literal["low", "normal", "high"], Field(description="Informational priority.")] = "normal",
+        priority: Annotated[Literal["low", "normal", "high"], Field(description="Queue rank: high jobs start before "
+                                                                    "normal ones, normal before low.")] = "normal",
         timeout_s: Annotated[float | None, Field(ge=60, le=86400, description="Build timeout in seconds (60..86400).")] = None,
     ) -> JobTicket:
         """Build, validate and deploy an MCP server for a capability; returns a job id at once.

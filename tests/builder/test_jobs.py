@@ -143,3 +143,28 @@ def test_eta_is_estimated_from_progress(store):
     store.update(job.id, progress=0.5, phase="p")
     eta = store.get(job.id).eta_s(now=time.time() + 10)
     assert eta is not None and 9 < eta < 11
+
+
+def test_higher_priority_jobs_start_first_and_equal_ones_in_arrival_order(store):
+    order = []
+    gate = anyio.Event()
+
+    async def work(ctx: JobContext):
+        if ctx.params["name"] == "first":
+            await gate.wait()  # holds the only worker while the others queue up
+        order.append(ctx.params["name"])
+        return {}
+
+    async def main():
+        async with JobRunner(store, {"w": work}, max_concurrent=1) as runner:
+            jobs = [runner.submit("w", {"name": "first"})]
+            while store.get(jobs[0].id).state != "running":
+                await anyio.sleep(0.01)
+            for name, priority in (("low", "low"), ("normal-1", "normal"), ("high", "high"), ("normal-2", None)):
+                jobs.append(runner.submit("w", {"name": name, **({"priority": priority} if priority else {})}))
+            gate.set()
+            for job in jobs:
+                await runner.wait(job.id, 10)
+
+    anyio.run(main)
+    assert order == ["first", "high", "normal-1", "normal-2", "low"]
