@@ -14,9 +14,13 @@ MAX_ANALYSIS_ATTEMPTS = 3
 
 
 def request_text(params: dict[str, Any]) -> str:
-    """The build request as one text: the description plus every explicit field the caller gave."""
+    """The build request as one text: the description plus every explicit field the caller gave.
+
+    The name is left out: it decides where the server is deployed, not what it does, so a
+    repeat under another name is still an exact repeat (apply_overrides applies the name).
+    """
     lines = [params["description"].strip()]
-    for key in ("name", "tools", "dependencies", "constraints", "examples"):
+    for key in ("tools", "dependencies", "constraints", "examples"):
         value = params.get(key)
         if value:
             lines.append(f"{key}: {json.dumps(value, sort_keys=True)}")

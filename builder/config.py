@@ -104,7 +104,8 @@ class Settings(BaseModel):
             if out.get(k):
                 out[k] = "***"
         out["knowledge_uri"] = self.knowledge
-        return out
+        out["env_cache_dir"] = str(self.envs_dir)
+        return {k: "not set" if v is None else v for k, v in out.items()}
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -158,7 +158,7 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise InputError("job_id", f"no job with id {job_id!r}", "an id returned by validate_server, "
-                             "request_build or list_builds")
+                             "request_build or list_builds (on the command line: `mcp-foundry status` lists them)")
         return self._row(row)
 
     def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -51,7 +52,7 @@ class BuildReport(BaseModel):
     def render(self) -> str:
         """Readable plain text for the CLI."""
         head = {"built": "BUILT", "reused": "REUSED", "failed": "FAILED"}[self.outcome]
-        lines = [f"{head}: {self.request.splitlines()[0][:100]} ({self.seconds:.1f} s, {self.usage.calls} LLM calls, "
+        lines = [f"{head}: {textwrap.shorten(self.request.splitlines()[0], 100)} ({self.seconds:.1f} s, {self.usage.calls} LLM calls, "
                  f"{self.usage.prompt_tokens + self.usage.completion_tokens} tokens)"]
         if self.reused_case_id:
             lines.append(f"  reused case {self.reused_case_id} ({self.reuse})")

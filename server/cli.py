@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -33,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"sandbox backend (env {ENV_VARS['sandbox_backend']}; default auto)")
     p.add_argument("--max-jobs", type=int, help=f"concurrent jobs (env {ENV_VARS['max_concurrent_jobs']}; default 2)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def with_description(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return add_parser(name, description=kw.get("help"), **kw)
+
+    sub.add_parser = with_description  # type: ignore[method-assign]
 
     s = sub.add_parser("serve", help="speak MCP over stdio (default) or streamable HTTP")
     s.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
@@ -47,28 +54,29 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=float, help="job timeout in seconds")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    st = sub.add_parser("status", help="show a job's state, progress and recent log")
-    st.add_argument("job_id")
+    st = sub.add_parser("status", help="show a job's state, progress and recent log; without JOB_ID, list recent jobs")
+    st.add_argument("job_id", nargs="?", help="a job id printed by validate or build (default: list recent jobs)")
     st.add_argument("--json", action="store_true", help="print as JSON")
 
     sub.add_parser("doctor", help="which sandbox backends work here, and the configuration in force")
 
     b = sub.add_parser("build", help="build, validate and deploy an MCP server from a description")
-    b.add_argument("description")
-    b.add_argument("--name", help="server name (a Python identifier)")
+    b.add_argument("description", help="what the server should do, in plain words")
+    b.add_argument("--name", help="server name: a lowercase Python identifier (default: chosen by the analysis)")
     b.add_argument("--network", action="store_true", help="the server needs network access")
     b.add_argument("--timeout", type=float, help="build timeout in seconds")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
 
     sv = sub.add_parser("servers", help="list deployed servers, show one, roll back or remove")
     sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "rollback", "remove"])
-    sv.add_argument("name", nargs="?")
-    sv.add_argument("--version", help="version for show/rollback/remove")
+    sv.add_argument("name", nargs="?", help="a deployed server's name, as `servers list` prints it")
+    sv.add_argument("--version", help="show: default current; rollback: default the one before current; "
+                    "remove: default EVERY version")
 
     se = sub.add_parser("search", help="search the knowledge repository")
-    se.add_argument("query")
+    se.add_argument("query", help="what you need, in plain words")
     se.add_argument("--limit", type=int, default=5, help="at most this many hits (1..20)")
-    se.add_argument("--json", action="store_true")
+    se.add_argument("--json", action="store_true", help="print the hits as JSON")
 
     lib = sub.add_parser("library", help="the starter library")
     lib.add_argument("action", choices=["seed", "list"])
@@ -100,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _log_to_file(path: Path) -> None:
@@ -147,6 +158,9 @@ def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: f
         async with foundry.runner() as runner:
             job = runner.submit(kind, params, timeout_s=timeout_s)
             printer = _LogPrinter(foundry, job.id, quiet)
+            if not quiet:
+                print(f"job {job.id} ({kind}); `mcp-foundry status {job.id}` shows it from another shell",
+                      file=sys.stderr)
             try:
                 job = await runner.wait(job.id, math.inf, on_change=printer)
             finally:
@@ -191,12 +205,24 @@ def _print_outcome(job: Job, as_json: bool, render: Callable[[dict[str, Any]], s
         print(json.dumps({"job_id": job.id, "state": job.state, "error": job.error, "result": job.result}, indent=2))
     elif job.result is not None:
         print(render(job.result))
-    if job.error:
+    if job.error and (as_json or job.result is None):
         print(f"job {job.id}: {job.state}: {job.error}", file=sys.stderr)
+    elif job.state != "succeeded":
+        print(f"job {job.id}: {job.state}", file=sys.stderr)
     return 0 if job.state == "succeeded" else 1
 
 
 def _status(foundry: Foundry, args: argparse.Namespace) -> int:
+    if not args.job_id:
+        jobs = foundry.store.list(limit=20)
+        if args.json:
+            print(json.dumps([j.model_dump(mode="json", exclude={"result"}) for j in jobs], indent=2))
+        elif not jobs:
+            print("no jobs yet")
+        for j in [] if args.json else jobs:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
+            print(f"{j.id}  {j.kind:<8} {j.state:<11} {when}  {(j.error or '').splitlines()[0][:70] if j.error else ''}")
+        return 0
     job = foundry.store.get(args.job_id)
     log = foundry.store.log(job.id, tail=20)
     if args.json:
@@ -277,6 +303,8 @@ def _search(foundry: Foundry, args: argparse.Namespace) -> int:
         return 0
     if not matches:
         print("no stored case matches (seed the starter library with `mcp-foundry library seed`)")
+    elif matches[0].score < WEAK_MATCH:
+        print(f"no close match: the best score is {matches[0].score:.2f} (below {WEAK_MATCH}); nearest cases:")
     for i, m in enumerate(matches, 1):
         comps = " ".join(f"{k}={v:.2f}" for k, v in m.components.model_dump().items())
         print(f"{i}. {m.case.server_name}  score {m.score:.3f}  ({comps})\n   {m.case.summary}\n   {m.reason}")
@@ -287,11 +315,13 @@ def _library(foundry: Foundry, args: argparse.Namespace) -> int:
     from knowledge.starters import list_starters
 
     if args.action == "list":
+        print("starter servers shipped with mcp-foundry (`library seed` validates and stores them):")
         for s in list_starters():
-            print(f"{s.name:<22} {s.description}")
+            print(f"  {s.name:<22} {s.description}")
         return 0
     job = run_job(foundry, "seed", {})
-    return _print_outcome(job, False, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items() if k != "starters"))
+    return _print_outcome(job, False, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()
+                                                          if k != "starters" and v is not None))
 
 
 def _envs(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -303,6 +333,9 @@ def _envs(foundry: Foundry, args: argparse.Namespace) -> int:
     print(f"removed {len(removed)} environment(s)")
     return 0
 
+
+WEAK_MATCH = 0.3
+"""A top search score below this is reported as no close match."""
 
 COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
     "serve": _serve, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,

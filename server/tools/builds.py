@@ -17,7 +17,9 @@ from server.models import JobTicket
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                             description="A deployed server's name (see list_servers).")]
 Version = Annotated[str | None, Field(max_length=16, pattern=r"^[0-9]+$",
-                                      description="A version number; default: the current one.")]
+                                      description="A version number; get_server defaults to the current version, "
+                                                  "remove_server to every version, rollback_server to the one "
+                                                  "before the current.")]
 
 
 class ServerList(BaseModel):

@@ -34,7 +34,7 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         cases_file: Annotated[str | None, Field(max_length=4096, description="A test-cases JSON file; default "
                                                 "<path>/cases.json.")] = None,
         needs_network: Annotated[bool, Field(description="Let the server under test use the network.")] = False,
-        timeout_s: Annotated[float | None, Field(gt=0, le=3600, description="Job timeout in seconds.")] = None,
+        timeout_s: Annotated[float | None, Field(gt=0, le=86400, description="Job timeout in seconds.")] = None,
     ) -> JobTicket:
         """Validate an MCP server in the sandbox over the real protocol; returns a job id at once.
 

@@ -278,6 +278,10 @@ async def test_without_a_provider_code_generation_fails_at_once_but_reuse_still_
     state, report, _ = await run_build(foundry, build_params(REQUEST))
     assert state == JobState.succeeded and report.outcome == "reused", report.render()
     assert report.deployment.name == "text_stats"
+    # A name decides where the server goes, not what it does: still an exact repeat, still no LLM needed.
+    state, report, _ = await run_build(foundry, build_params(REQUEST, name="my_words"))
+    assert state == JobState.succeeded and report.reuse == "exact", report.render()
+    assert report.deployment.name == "my_words"
 
 
 def _own_cases_only(count: str) -> str:

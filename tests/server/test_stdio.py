@@ -169,6 +169,8 @@ def test_cli_validate_status_and_doctor(data_dir):
     assert doc["result"]["report"]["verdict"] == "fail"
     status = subprocess.run([*FOUNDRY, "status", doc["job_id"]], cwd=ROOT, env=env, capture_output=True, text=True)
     assert status.returncode == 0 and "failed" in status.stdout
+    listing = subprocess.run([*FOUNDRY, "status"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert listing.returncode == 0 and doc["job_id"] in listing.stdout and listing.stdout.count("validate") == 2
     logged = (data_dir / "logs" / "mcp-foundry.log").read_text()
     assert f"[validate {doc['job_id']}] queued" in logged and f"[validate {doc['job_id']}] failed" in logged
     negative = subprocess.run([*FOUNDRY, "validate", str(FIXTURES / "good_server"), "--timeout", "-5"], cwd=ROOT,
