@@ -117,16 +117,16 @@ def _log_to_file(path: Path) -> None:
     """Keep a rotating log of jobs and sandbox warnings in the data directory (stdout stays for protocol messages)."""
     handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("mcp_foundry")
-    root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    # The sandbox's warnings (no isolation here) go to the file and, loudly, still to stderr.
-    loud = logging.StreamHandler(sys.stderr)
-    loud.setFormatter(logging.Formatter("mcp-foundry: %(levelname)s: %(message)s"))
-    sandbox = logging.getLogger("sandbox")
-    sandbox.setLevel(logging.WARNING)
-    sandbox.addHandler(handler)
-    sandbox.addHandler(loud)
+    jobs = logging.getLogger("mcp_foundry")
+    jobs.setLevel(logging.INFO)
+    jobs.addHandler(handler)
+    jobs.propagate = False  # job lines reach the terminal through the progress display, not twice
+    # Warnings (the sandbox's "no isolation here" among them) go to the file and to stderr as plain, unwrapped
+    # lines (a client keeps them in its log). Configured before the MCP SDK would install its terminal-formatted
+    # handler, which wraps at 80 columns even when stderr is not a terminal.
+    logging.getLogger("sandbox").addHandler(handler)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="mcp-foundry: %(levelname)s %(name)s: %(message)s")
 
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
