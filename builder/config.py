@@ -33,6 +33,11 @@ ENV_VARS: dict[str, str] = {
 }
 
 
+# Setting name -> command-line flag, for errors about a value given on the command line.
+FLAGS: dict[str, str] = {"data_dir": "--data-dir", "sandbox_backend": "--sandbox",
+                         "max_concurrent_jobs": "--max-jobs", "http_token": "--token"}
+
+
 def default_data_dir() -> Path:
     """The platform's per-user data directory for mcp-foundry."""
     return Path(user_data_dir("mcp-foundry", appauthor=False))
@@ -126,5 +131,14 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "settings"
-        src = f" (environment variable {ENV_VARS[field]})" if field in ENV_VARS and field not in (overrides or {}) else ""
-        raise InputError(f"{field}{src}", err["msg"], Settings.model_fields[field].description or "see README") from None
+        if (overrides or {}).get(field) is not None and field in FLAGS:
+            where = FLAGS[field]
+        elif field in ENV_VARS:
+            where = f"{field} (environment variable {ENV_VARS[field]})"
+        else:
+            where = field
+        info = Settings.model_fields[field]
+        bounds = ", ".join(f"{k} {getattr(m, k)}" for m in info.metadata for k in ("ge", "gt", "le", "lt")
+                           if getattr(m, k, None) is not None)
+        accepted = (info.description or "see README") + (f" ({bounds})" if bounds else "")
+        raise InputError(where, err["msg"], accepted) from None

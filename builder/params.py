@@ -98,6 +98,13 @@ def validation_params(path: str | None, command: str | None, cases_file: str | N
         c = Path(cases_file).expanduser().resolve()
         if not c.is_file():
             raise InputError("cases_file", f"{cases_file!r} does not exist", "a JSON file {\"cases\": [...]}")
+        from sandbox.cases import CasesError, load_cases
+
+        try:
+            load_cases(c)
+        except CasesError as e:
+            raise InputError("cases_file", str(e), '{"cases": [{"tool": ..., "arguments": {...}, "expect": {...}}]}'
+                             ) from None
         params["cases_file"] = str(c)
     if timeout_s is not None:
         if not 0 < timeout_s <= 86400:

@@ -48,7 +48,7 @@ def as_query(query: str | SearchQuery) -> SearchQuery:
     if isinstance(query, str):
         if not query.strip():
             raise QueryError(
-                "query is empty: pass the requirement text or a SearchQuery with at least one field"
+                "query is empty: say what you need in plain words (or give tool names, parameters or packages)"
             )
         return SearchQuery(text=query)
     raise QueryError(f"query must be a str or SearchQuery, got {type(query).__name__}")

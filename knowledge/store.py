@@ -247,7 +247,7 @@ class KnowledgeStore(LearningTables):
         rows = self._rows(f"id = {sql_str(case_id)}", limit=1)
         if not rows:
             raise CaseNotFoundError(
-                f"no case with id {case_id!r} in knowledge repository {self.uri}; list_cases() shows the stored ids"
+                f"no case with id {case_id!r} in knowledge repository {self.uri}; search_repository (or `mcp-foundry search`) shows stored case ids"
             )
         return row_to_case(rows[0])
 

@@ -196,6 +196,7 @@ def _validate(foundry: Foundry, args: argparse.Namespace) -> int:
     from sandbox.report import ValidationReport
 
     params = validation_params(args.path, args.command, args.cases, args.network, args.timeout)
+    foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
     job = run_job(foundry, "validate", params, timeout_s=args.timeout, quiet=args.json)
     return _print_outcome(job, args.json, lambda r: ValidationReport.model_validate(r["report"]).render())
 

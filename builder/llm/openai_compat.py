@@ -123,7 +123,7 @@ class OpenAIProvider:
             except openai.APIConnectionError as e:
                 if attempt >= self.max_retries:
                     raise LLMError(
-                        f"LLM endpoint {self._where()} unreachable after {attempt + 1} attempt(s): {e}. "
+                        f"LLM endpoint {self._where()} unreachable after {attempt + 1} attempt(s): {str(e).rstrip('.')}. "
                         "Check MCP_FOUNDRY_LLM_BASE_URL and that the server is running."
                     ) from e
                 delay = self._backoff(attempt)

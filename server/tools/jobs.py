@@ -41,6 +41,7 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         Follow it with build_status, then read the ValidationReport with build_result.
         """
         params = validation_params(path, command, cases_file, needs_network, timeout_s)
+        foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
         job = runner.submit("validate", params, timeout_s=timeout_s)
         return _ticket(job)
 

@@ -72,7 +72,11 @@ def test_good_and_broken_samples_get_the_right_verdicts(data_dir):
 def test_bad_input_gets_a_specific_error_and_writes_nothing(data_dir, tmp_path):
     async def main():
         async with stdio_foundry(data_dir) as client:
+            bad_cases = tmp_path / "bad-cases.json"
+            bad_cases.write_text('{"cases": [{"tool": "add", "expect": {"equalz": 1}}]}')
             cases = [
+                ("validate_server", {"path": str(FIXTURES / "good_server"), "cases_file": str(bad_cases)},
+                 "cases_file"),
                 ("build_status", {"job_id": "doesnotexist"}, "job_id"),
                 ("validate_server", {"path": str(tmp_path / "missing")}, "path"),
                 ("validate_server", {}, "path/command"),
@@ -185,11 +189,13 @@ def test_cli_validate_status_and_doctor(data_dir):
     assert str(data_dir) in doctor.stdout
 
 
-@pytest.mark.parametrize("bad", ["--max-jobs=0"])
-def test_invalid_setting_names_it(data_dir, bad):
-    run = subprocess.run([*FOUNDRY, bad, "doctor"], cwd=ROOT, env=foundry_env(data_dir), capture_output=True,
-                         text=True)
-    assert run.returncode == 2 and "max_concurrent_jobs" in run.stderr
+def test_invalid_setting_names_the_flag_or_variable_and_the_range(data_dir):
+    run = subprocess.run([*FOUNDRY, "--max-jobs=0", "doctor"], cwd=ROOT, env=foundry_env(data_dir),
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "--max-jobs" in run.stderr and "ge 1, le 32" in run.stderr
+    run = subprocess.run([*FOUNDRY, "doctor"], cwd=ROOT, env=foundry_env(data_dir, MCP_FOUNDRY_MAX_JOBS="99"),
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "environment variable MCP_FOUNDRY_MAX_JOBS" in run.stderr
 
 
 @pytest.mark.parametrize(("argv", "words"), [
