@@ -159,7 +159,7 @@ class SearchQuery(BaseModel):
 class SearchFilters(BaseModel):
     """Conditions every returned case must meet; all given conditions apply together."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     dependency: str | None = None
     """The case's dependencies must include this package (name only, any version)."""

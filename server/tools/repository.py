@@ -59,8 +59,11 @@ def register(app: MCPServer, foundry: Foundry) -> None:
             parsed = SearchFilters.model_validate(filters) if filters else None
         except ValidationError as e:
             err = e.errors()[0]
-            raise InputError(f"filters.{'.'.join(map(str, err['loc']))}", err["msg"],
-                             ", ".join(SearchFilters.model_fields)) from None
+            key = str(err["loc"][0]) if err["loc"] else ""
+            field = SearchFilters.model_fields.get(key)
+            accepted = (f"{key}: {field.description}" if field is not None and field.description
+                        else "the keys " + ", ".join(SearchFilters.model_fields))
+            raise InputError(f"filters.{'.'.join(map(str, err['loc']))}", err["msg"], accepted) from None
 
         def search() -> list[Any]:
             return foundry.knowledge.find_similar(query, limit=limit, filters=parsed)

@@ -48,7 +48,9 @@ def test_search_repository_tool_and_case_resource(seeded):
                                                                     "filters": {"dependency": "markdown"}})
             assert [h["server_name"] for h in filtered.structured_content["hits"]] == ["markdown-html"]
             bad = await client.call_tool("search_repository", {"query": "x y", "filters": {"colour": "red"}})
-            assert bad.is_error and "filters.colour" in bad.content[0].text
+            assert bad.is_error and "filters.colour" in bad.content[0].text and "the keys dependency" in bad.content[0].text
+            wrong = await client.call_tool("search_repository", {"query": "x y", "filters": {"source": "web"}})
+            assert wrong.is_error and "source: Only cases from this source" in wrong.content[0].text
             short = await client.call_tool("search_repository", {"query": "x"})
             assert short.is_error and "query" in short.content[0].text
 
