@@ -91,6 +91,7 @@ def test_bad_input_gets_a_specific_error_and_writes_nothing(data_dir, tmp_path):
                 res = await client.call_tool(tool, args)
                 text = res.content[0].text
                 assert res.is_error and field in text, (tool, args, text)
+                assert "(accepted: " in text and "errors.pydantic.dev" not in text, text
             listed = await client.call_tool("list_builds", {})
             assert listed.structured_content["jobs"] == []
 
