@@ -87,6 +87,8 @@ CREATE TABLE IF NOT EXISTS job_logs (
 """
 
 MAX_LOG_LINE = 2000
+INTERRUPTED = ("interrupted: the mcp-foundry process running this job stopped before it finished (crash, kill or "
+               "shutdown); start it again to retry")
 PRIORITIES = {"low": -1, "normal": 0, "high": 1}
 """A job's params["priority"] -> its rank in the queue; equal ranks run in arrival order."""
 log = logging.getLogger("mcp_foundry.jobs")
@@ -159,7 +161,7 @@ class JobStore:
         if row is None:
             raise InputError("job_id", f"no job with id {job_id!r}", "an id returned by validate_server, "
                              "request_build or list_builds (on the command line: `mcp-foundry status` lists them)")
-        return self._row(row)
+        return self._checked(row)
 
     def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
         """Newest first, optionally filtered by state and kind."""
@@ -174,7 +176,16 @@ class JobStore:
         args.append(limit)
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-        return [self._row(r) for r in rows]
+        return [self._checked(r) for r in rows]
+
+    def _checked(self, row: tuple[Any, ...]) -> Job:
+        """The job of `row`, marked interrupted first if it is running in a process that has died since."""
+        job_id, state, owner = row[0], row[2], row[14]
+        if state == JobState.running and owner != self.owner and not _owner_alive(owner):
+            self.finish(job_id, JobState.interrupted, error=INTERRUPTED)
+            with self._lock:
+                row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row)
 
     def claim(self, job_id: str) -> bool:
         """Move a queued job to running; False if it is no longer queued (cancelled meanwhile)."""
@@ -229,9 +240,7 @@ class JobStore:
             if owner == self.owner or _owner_alive(owner):
                 continue
             if state == JobState.running:
-                self.finish(job_id, JobState.interrupted,
-                            error="interrupted: the mcp-foundry process running this job stopped before it finished "
-                                  "(crash, kill or shutdown); start it again to retry")
+                self.finish(job_id, JobState.interrupted, error=INTERRUPTED)
                 interrupted.append(job_id)
             elif self._write("UPDATE jobs SET owner=? WHERE id=? AND owner=?", (self.owner, job_id, owner)) == 1:
                 adopted.append(job_id)

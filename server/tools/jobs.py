@@ -63,8 +63,13 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         """The report of a finished job (validation or build), or its current state when not finished."""
         job = foundry.store.get(job_id)
         if wait_s and not job.final:
+            sent: list[tuple[float, str]] = []
+
             async def progress(j: Job) -> None:
-                await ctx.report_progress(j.progress, 1.0, f"{j.phase}: {j.message}".strip(": "))
+                note = (j.progress, f"{j.phase}: {j.message}".strip(": "))
+                if not sent or note != sent[-1]:  # a log line alone changes nothing worth notifying
+                    sent.append(note)
+                    await ctx.report_progress(note[0], 1.0, note[1])
 
             job = await runner.wait(job_id, wait_s, on_change=progress)
         return JobResult(job_id=job.id, kind=job.kind, state=job.state, final=job.final, error=job.error,

@@ -131,8 +131,11 @@ def test_running_job_of_a_killed_process_becomes_interrupted(tmp_path):
     assert fresh.recover() == ([], [])  # the owner is alive: nothing is taken from it
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
+    reader = JobStore(db)  # a reader (`status`, build_status) sees the death at once, without a restart
+    assert reader.get(running).state == "interrupted"
+    assert [j.state for j in reader.list(state="running")] == []
     interrupted, adopted = fresh.recover()
-    assert interrupted == [running] and adopted == [queued]
+    assert interrupted == [] and adopted == [queued]  # the reader already marked the running one
     assert fresh.get(running).state == "interrupted" and "stopped" in fresh.get(running).error
     assert fresh.get(done).result == {"x": 1} and fresh.get(done).state == "succeeded"
 
