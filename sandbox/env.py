@@ -73,6 +73,16 @@ def normalize_requirements(requirements: Sequence[str]) -> list[str]:
     return sorted(normalized)
 
 
+async def _flock(fd: int, mode: int) -> None:
+    """Take a flock (LOCK_SH or LOCK_EX) by polling, which keeps the wait cancellable and off the event loop."""
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await anyio.sleep(0.05)
+
+
 def _size_bytes(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -245,12 +255,7 @@ class EnvManager:
         """
         fd = self._lock_fd(env.key, "use")
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    await anyio.sleep(0.05)  # a removal holds it for a moment only
+            await _flock(fd, fcntl.LOCK_SH)  # a removal holds it exclusively for a moment only
             if not (env.path / MARKER).is_file():
                 raise EnvBuildError(f"environment {env.key[:12]} was removed by a cleanup before it could be used; "
                                     "run the job again to rebuild it")
@@ -278,12 +283,7 @@ class EnvManager:
         """Hold the key's flock (between processes and between tasks of one process: flock is per open file)."""
         fd = self._lock_fd(key)
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    await anyio.sleep(0.05)  # polling keeps the wait cancellable and off the event loop
+            await _flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
