@@ -47,6 +47,11 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"), "a PEM private key"),
 ]
 _SECRET_NAME = re.compile(r"(key|token|secret|passw(or)?d|credential|auth)", re.IGNORECASE)
+# The NAME of an environment variable (OPENWEATHER_API_KEY): how the code prompt asks servers to find their
+# secrets, so not a secret itself. Upper case with underscores, or upper-case letters only; a random upper-case
+# key (base32 with digits) has neither shape.
+_ENV_VAR_NAME = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^[A-Z]+$")
+_ENV_READERS = ("getenv", "environ.get", "environ.pop", "environ.setdefault", "getenvb")
 _DOTFILE = re.compile(r"(^|[/\\])\.(ssh|aws|gnupg|netrc|docker|kube|config/gcloud|git-credentials|pgpass)\b")
 _WRITE_MODE = re.compile(r"[wax+]")
 
@@ -144,6 +149,7 @@ def scan_source(source: str, filename: str = "<string>") -> list[Finding]:
                         message=f"{exc.msg}: {(exc.text or '').strip()}")]
     visitor = _Visitor(filename)
     visitor.visit(tree)
+    visitor.drop_env_var_names()
     # One finding per rule and line: expanduser("~/.ssh") trips both the call and the literal check.
     unique = {(f.line, f.rule): f for f in reversed(visitor.findings)}
     return sorted(unique.values(), key=lambda f: (f.line, f.rule))
@@ -159,7 +165,8 @@ def entropy(text: str) -> float:
 
 def _looks_generated_secret(value: str) -> bool:
     # Long, no spaces, high entropy: a key rather than a label, a URL or a sentence.
-    return len(value) >= 16 and " " not in value and "/" not in value and entropy(value) >= 3.5
+    return (len(value) >= 16 and " " not in value and "/" not in value and entropy(value) >= 3.5
+            and not _ENV_VAR_NAME.match(value))
 
 
 def _const_str(node: ast.AST | None) -> str | None:
@@ -181,6 +188,10 @@ class _Visitor(ast.NodeVisitor):
         self.filename = filename
         self.findings: list[Finding] = []
         self.aliases: dict[str, str] = {}
+        self.env_name_vars: set[str] = set()
+        """Variables whose value is handed to os.getenv / os.environ: they hold a variable's name, not a secret."""
+        self.named_secrets: dict[int, str] = {}
+        """id() of a secret-literal finding -> the variable it was assigned to (checked against env_name_vars)."""
 
     def add(self, node: ast.AST, rule: str, severity: Severity, message: str) -> None:
         self.findings.append(Finding(file=self.filename, line=getattr(node, "lineno", 1), rule=rule,
@@ -209,8 +220,19 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = self.dotted(node.func) or ""
+        if name.endswith(_ENV_READERS) and node.args and isinstance(node.args[0], ast.Name):
+            self.env_name_vars.add(node.args[0].id)
         self._check_call(node, name)
         self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if (self.dotted(node.value) or "").endswith("environ") and isinstance(node.slice, ast.Name):
+            self.env_name_vars.add(node.slice.id)
+        self.generic_visit(node)
+
+    def drop_env_var_names(self) -> None:
+        """Forget secret-literal findings on variables that turned out to name an environment variable."""
+        self.findings = [f for f in self.findings if self.named_secrets.get(id(f)) not in self.env_name_vars]
 
     def _check_call(self, node: ast.Call, name: str) -> None:
         first = _const_str(node.args[0]) if node.args else None
@@ -289,6 +311,7 @@ class _Visitor(ast.NodeVisitor):
             return  # already reported by visit_Constant
         self.add(value, "secret-literal", "high", f"{name} is assigned a long random-looking literal "
                  f"(entropy {entropy(literal):.1f} bits/char); read it from the environment instead")
+        self.named_secrets[id(self.findings[-1])] = name
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:

@@ -115,3 +115,33 @@ def test_policy_refuses_unknown_rules_and_severities():
         ScanPolicy(allow_rules=("os_system",))
     with pytest.raises(ValidationError, match="block_at"):
         ScanPolicy(block_at="severe")
+
+
+# A labelled corpus of assignments: is the literal a secret (the scan must flag it) or not (it must stay quiet)?
+# The true secrets are assembled at run time so that this file holds none.
+_B32 = "JBSWY3DPEHPK3PXP" + "4KZQ7MN2RGT5"  # a base32 one-time-password seed: upper case, but with digits
+SECRET_CORPUS: list[tuple[str, bool]] = [
+    # Names of environment variables: how servers are told to find their secrets.
+    ('KEY_VAR = "OPENWEATHER_API_KEY"\napi_key = os.environ.get(KEY_VAR)', False),
+    ('TOKEN_ENV = "GITHUB_PERSONAL_ACCESS_TOKEN"', False),
+    ('API_KEY_NAME = "OPENWEATHERMAPAPIKEY"', False),
+    ('secret_var = "Mixed_Case_Name_1234"\nsecret = os.getenv(secret_var)', False),
+    ('from os import environ\nauth_name = "x9Qm2LpV7rT4kW8z"\nheader = environ[auth_name]', False),
+    ('cfg = {"api_key": "STRIPE_SECRET_KEY"}', False),
+    ('client = Client(token_env="SLACK_BOT_TOKEN_V2")', False),
+    ('password_hint = "correct horse battery staple"', False),
+    ('TOKEN_URL = "https://auth.example.invalid/oauth/token"', False),
+    # Real-looking credentials.
+    (f'api_token = "{RANDOM}"', True),
+    (f'SECRET_KEY = "{_B32}"', True),
+    (f'client = Client(api_key="{RANDOM[:24]}")', True),
+    (f'cfg = {{"password": "{RANDOM[5:30]}"}}', True),
+    (f'secret = "{RANDOM}"\nvalue = os.getenv("SECRET")', True),  # passed to nothing: still a literal secret
+    ('KEY = "sk-' + 'a1B2c3D4e5F6g7H8i9J0kLmN"', True),
+    ('AWS_KEY = "AKIA' + 'ABCDEFGHIJKLMNOP"', True),
+]
+
+
+@pytest.mark.parametrize(("source", "is_secret"), SECRET_CORPUS)
+def test_secret_literal_corpus(source, is_secret):
+    assert ("secret-literal" in rules("import os\n" + source)) == is_secret, source
