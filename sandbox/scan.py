@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -102,34 +103,36 @@ class ScanPolicy(BaseModel):
 
 
 def python_files(paths: Iterable[Path | str]) -> list[Path]:
-    """Every .py file named in `paths` or below a directory in it, sorted, skipping caches and venvs."""
+    """Every .py file named in `paths` or below a directory in it, sorted, skipping caches, venvs and links."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for p in sorted(path.rglob("*.py")):
-                parts = set(p.relative_to(path).parts)
-                if not parts & {"__pycache__", ".venv", "venv", "site-packages", ".git"}:
-                    out.append(p)
+            for dirpath, dirnames, filenames in os.walk(path):  # never descends into a linked directory
+                dirnames[:] = [d for d in dirnames if d not in {"__pycache__", ".venv", "venv", "site-packages", ".git"}]
+                out += [Path(dirpath, name) for name in filenames
+                        if name.endswith(".py") and not os.path.islink(os.path.join(dirpath, name))]
         elif path.is_file():
             out.append(path)
         else:
             raise SandboxError(f"scan: path {str(path)!r} does not exist; give .py files or directories")
-    return out
+    return sorted(out)
+
+
+def syntax_error(source: str, filename: str) -> Finding | None:
+    """A critical 'syntax-error' finding (file:line and the parser's message) when `source` does not parse."""
+    try:
+        ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        return Finding(file=filename, line=exc.lineno or 1, rule="syntax-error", severity="critical",
+                       message=f"{exc.msg} (line {exc.lineno}, column {exc.offset}): {(exc.text or '').strip()}")
+    return None
 
 
 def syntax_errors(paths: Iterable[Path | str]) -> list[Finding]:
-    """A critical 'syntax-error' finding (file:line and the parser's message) for each file that does not parse."""
-    out = []
-    for path in python_files(paths):
-        try:
-            ast.parse(path.read_text(encoding="utf-8", errors="replace"), filename=str(path))
-        except SyntaxError as exc:
-            out.append(
-                Finding(file=str(path), line=exc.lineno or 1, rule="syntax-error", severity="critical",
-                        message=f"{exc.msg} (line {exc.lineno}, column {exc.offset}): {(exc.text or '').strip()}")
-            )
-    return out
+    """A syntax-error finding (see `syntax_error`) for each file under `paths` that does not parse."""
+    found = (syntax_error(path.read_text(encoding="utf-8", errors="replace"), str(path)) for path in python_files(paths))
+    return [finding for finding in found if finding is not None]
 
 
 def scan_paths(paths: Iterable[Path | str]) -> list[Finding]:

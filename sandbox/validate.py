@@ -12,11 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +28,15 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from sandbox.backends.base import Backend
-from sandbox.cases import Case, CasesError, judge, load_cases, result_text, result_value
-from sandbox.errors import SandboxError
+from sandbox.cases import (
+    Case,
+    CasesError,
+    judge_bounded,
+    load_cases,
+    parse_cases_text,
+    result_text,
+    result_value,
+)
 from sandbox.policy import safe_env
 from sandbox.report import (
     CaseResult,
@@ -42,7 +47,9 @@ from sandbox.report import (
     ToolInfo,
     ValidationReport,
 )
-from sandbox.scan import ScanPolicy, python_files, scan_paths, syntax_errors
+from sandbox.scan import ScanPolicy, scan_source, syntax_error
+from sandbox.serverdir import Entry, ServerDirError, copy_tree, kernel_fs, read_bytes, walk
+from sandbox.serverdir import requirements_of as requirements_of  # re-exported: callers import it from here
 from sandbox.spec import Limits, RunSpec
 from sandbox.stdio import ServerIO, stdio_transport
 
@@ -77,40 +84,23 @@ class ValidationTarget(BaseModel):
             raise ValueError(f"ValidationTarget.command must be a non-empty list of non-empty strings, "
                              f"got {self.command!r}")
         if self.directory is not None:
+            if kernel_fs(self.directory):
+                raise ValueError(f"ValidationTarget.directory {str(self.directory)!r} lies in "
+                                 f"{kernel_fs(self.directory)}, a kernel file system; give a server directory")
             if not self.directory.is_dir():
                 raise ValueError(f"ValidationTarget.directory {str(self.directory)!r} is not an existing directory")
             entry = Path(self.entry)
             if entry.is_absolute() or ".." in entry.parts or entry.suffix != ".py":
                 raise ValueError(f"ValidationTarget.entry {self.entry!r} must be a relative .py path inside "
                                  "the directory, e.g. 'server.py'")
-            if not (self.directory / entry).is_file():
-                raise ValueError(f"ValidationTarget.entry: {str(self.directory / entry)!r} does not exist; "
+            if not (self.directory / entry).is_file() or (self.directory / entry).is_symlink():
+                raise ValueError(f"ValidationTarget.entry: {str(self.directory / entry)!r} is not a regular file; "
                                  "the directory must hold the server's entry script (default 'server.py')")
         return self
 
     def label(self) -> str:
         """The directory path or the command line, for reports."""
         return str(self.directory) if self.directory is not None else " ".join(self.command or [])
-
-
-def requirements_of(directory: Path | str) -> list[str]:
-    """The requirements a server directory declares: requirements.txt lines, else pyproject [project].dependencies."""
-    directory = Path(directory)
-    req = directory / "requirements.txt"
-    if req.is_file():
-        lines = (line.split("#", 1)[0].strip() for line in req.read_text(encoding="utf-8").splitlines())
-        return [line for line in lines if line and not line.startswith("-")]
-    pyproject = directory / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SandboxError(f"{pyproject}: not valid TOML ({exc}); fix it or use requirements.txt") from exc
-        deps = data.get("project", {}).get("dependencies", [])
-        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-            raise SandboxError(f"{pyproject}: [project].dependencies must be a list of requirement strings")
-        return list(deps)
-    return []
 
 
 class _Recorder:
@@ -188,18 +178,25 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
         except CasesError as exc:
             rec.check("cases file", False, str(exc), failure_class="syntax")
             return
-    if target.directory is not None and not _static_checks(target.directory, policy, rec, report):
-        return
+    entries: list[Entry] = []
+    if target.directory is not None:
+        checked = _static_checks(target.directory, policy, rec, report)
+        if checked is None:
+            return
+        entries = checked
     python = Path(env.python) if env is not None else Path(sys.executable)
     readonly = (Path(env.path),) if env is not None else (Path(sys.prefix),)
     with tempfile.TemporaryDirectory(prefix="mcpf-validate-") as tmp:
         workdir = Path(tmp) / "work"
         if target.directory is not None:
-            # Links are copied as links: followed, one to a file outside (a key in the builder's
-            # home) would put that file's content inside the sandbox; as links they point at
-            # nothing the sandbox shows.
-            shutil.copytree(target.directory, workdir, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", ".venv", ".git", "*.pyc"))
+            # Only what the walk accepted, re-read without following links: links that stay inside
+            # are copied as links, anything leading out was refused by the static checks.
+            try:
+                copy_tree(target.directory, entries, workdir)
+            except (ServerDirError, OSError) as exc:
+                rec.check("server directory", False, f"copying it into the sandbox failed: {exc}",
+                          failure_class="security")
+                return
             argv = [str(python), target.entry]
         else:
             workdir.mkdir()
@@ -209,43 +206,59 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
                        env=safe_env({"PYTHONPATH": str(workdir), "COLUMNS": "160"}))  # COLUMNS: wider log lines
         wrapped = backend.wrap(argv, spec)
         rec.progress(0.2, f"starting the server with the {backend.name} backend")
-        local = {p.stem for p in workdir.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+        local = {e.rel.stem for e in entries if len(e.rel.parts) == 1 and e.rel.suffix == ".py"} | {
+            e.rel.parts[0] for e in entries if len(e.rel.parts) == 2 and e.rel.name == "__init__.py"}
         await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout)
 
 
 def _default_cases(target: ValidationTarget) -> list[Case]:
-    path = target.cases_file
-    if path is None and target.directory is not None and (target.directory / "cases.json").is_file():
-        path = target.directory / "cases.json"
-    return load_cases(path) if path is not None else []
+    if target.cases_file is not None:
+        return load_cases(target.cases_file)
+    if target.directory is None:
+        return []
+    try:
+        raw = read_bytes(target.directory, "cases.json")
+    except FileNotFoundError:
+        return []
+    except ServerDirError as exc:
+        raise CasesError(str(exc)) from None
+    return parse_cases_text(raw, source=str(target.directory / "cases.json"))
 
 
-def _static_checks(directory: Path, policy: ScanPolicy, rec: _Recorder, report: dict[str, Any]) -> bool:
-    """Syntax of every .py file, then the security scan; False when the server must not run."""
+def _static_checks(directory: Path, policy: ScanPolicy, rec: _Recorder, report: dict[str, Any]) -> list[Entry] | None:
+    """The directory's entries, the syntax of every .py file, then the security scan; None when it must not run.
+
+    Everything is read on the host without following links (sandbox.serverdir).
+    """
     rec.progress(0.05, "parsing the source")
     t = time.monotonic()
-    files = python_files([directory])
-    broken = syntax_errors(files)
+    try:
+        entries = walk(directory)
+        sources = {str(e.rel): read_bytes(directory, e.rel).decode("utf-8", errors="replace")
+                   for e in entries if e.kind == "file" and e.rel.suffix == ".py"}
+    except ServerDirError as exc:
+        rec.check("server directory", False, str(exc), time.monotonic() - t, "security")
+        return None
+    broken = [finding for rel, text in sources.items() if (finding := syntax_error(text, rel)) is not None]
     if broken:
         first = broken[0]
-        where = f"{Path(first.file).relative_to(directory)}:{first.line}"
         more = f" (and {len(broken) - 1} more file(s))" if len(broken) > 1 else ""
-        rec.check("syntax", False, f"{where}: {first.message}{more}", time.monotonic() - t, "syntax")
-        return False
-    rec.check("syntax", True, f"{len(files)} Python file(s) parse", time.monotonic() - t)
+        rec.check("syntax", False, f"{first.where()}: {first.message}{more}", time.monotonic() - t, "syntax")
+        return None
+    rec.check("syntax", True, f"{len(sources)} Python file(s) parse", time.monotonic() - t)
     rec.progress(0.1, "scanning for unsafe code")
     t = time.monotonic()
-    findings = [f.model_copy(update={"file": str(Path(f.file).relative_to(directory))}) for f in scan_paths(files)]
+    findings = [f for rel, text in sources.items() for f in scan_source(text, rel)]
     report["findings"] = findings
     blocked = policy.blocking(findings)
     if blocked:
         listed = "; ".join(f"{f.where()} {f.rule} ({f.severity}): {f.message}" for f in blocked[:3])
         rec.check("security scan", False, f"{len(blocked)} finding(s) at or above '{policy.block_at}' block the "
                   f"run, nothing was executed: {listed}", time.monotonic() - t, "security")
-        return False
+        return None
     rec.check("security scan", True, f"{len(findings)} finding(s), none at or above '{policy.block_at}'",
               time.monotonic() - t)
-    return True
+    return entries
 
 
 async def _session(argv: list[str], workdir: Path, cases: list[Case], io: ServerIO, rec: _Recorder,
@@ -446,7 +459,7 @@ async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInf
         seconds = time.monotonic() - t
         text = result_text(result.content)
         value = text if result.is_error else result_value(result.structured_content, text)
-        passed, reason = judge(case.expect, is_error=result.is_error, value=value, text=text)
+        passed, reason = await judge_bounded(case.expect, is_error=result.is_error, value=value, text=text)
         if result.is_error and not passed:
             crash = _last_exception(io.stderr[stderr_mark:].decode("utf-8", errors="replace"))
             reason += f" (server stderr: {crash})" if crash else ""

@@ -184,7 +184,7 @@ def test_bad_cases_file_in_directory_is_reported_not_run(backend, env, tmp_path)
         ({}, "exactly one of 'directory'"),
         ({"directory": FIXTURES / "good_server", "command": ["x"]}, "exactly one of 'directory'"),
         ({"directory": FIXTURES / "good_server", "entry": "../x.py"}, "ValidationTarget.entry"),
-        ({"directory": FIXTURES / "good_server", "entry": "main.py"}, "main.py' does not exist"),
+        ({"directory": FIXTURES / "good_server", "entry": "main.py"}, "main.py' is not a regular file"),
         ({"directory": FIXTURES / "nope"}, "is not an existing directory"),
         ({"command": []}, "non-empty list"),
     ],
