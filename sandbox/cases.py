@@ -9,23 +9,41 @@ Format (other parts of the project write it, so it stays exactly this):
 (regex, searched), `schema` (a JSON schema the value must satisfy) or `error` (true: the
 call must come back with isError; a string: isError and the message contains it). With
 no `expect` the call just has to succeed.
+
+A cases file is untrusted input (a server directory's own cases.json, a model's draft):
+`matches` runs with the `regex` package's time limit, off the event loop; a `schema` is
+checked in a worker process with a time limit (jsonschema evaluates its `pattern`s with
+`re`, which holds the GIL); a schema that refers to itself without consuming the value
+(`{"$ref": "#"}`) or reaches outside itself is refused when the file is read.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+import anyio.to_process
 import jsonschema
+import regex
 from pydantic import BaseModel, ConfigDict
 
 from sandbox.errors import SandboxError
+from sandbox.serverdir import ServerDirError, read_file
 
 ExpectKind = Literal["equals", "contains", "matches", "schema", "error"]
 EXPECT_KINDS: tuple[str, ...] = ("equals", "contains", "matches", "schema", "error")
 CASE_FIELDS: tuple[str, ...] = ("name", "tool", "arguments", "expect")
+MATCH_TIMEOUT_S = 1.0
+"""Longest a `matches` expression may search one value; past it the case fails (catastrophic backtracking)."""
+SCHEMA_TIMEOUT_S = 2.0
+"""Longest a `schema` expectation may take to check one value (in a worker process, which is then ended)."""
+MAX_PATTERN_CHARS = 2000
+MAX_SCHEMA_CHARS = 100_000
+_SAMPLES: tuple[Any, ...] = (None, True, 0, 1.5, "", "a", [], [None], {}, {"a": None})
+"""Values a schema is tried on when read: one that recurses on any of them can never be checked."""
 
 
 class CasesError(SandboxError):
@@ -73,17 +91,32 @@ class Case(BaseModel):
 
 
 def load_cases(path: Path | str) -> list[Case]:
-    """Read and check a cases.json file; raise CasesError naming the file, case index and field on bad input."""
+    """Read and check a cases.json file; raise CasesError naming the file, case index and field on bad input.
+
+    The file is read without following a link at its last component, and never from a
+    kernel file system or a special file (sandbox.serverdir.read_file).
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CasesError(f"{path}: cannot read the cases file ({exc.strerror or exc})") from exc
+        raw = read_file(path)
+    except ServerDirError as exc:
+        raise CasesError(f"{path}: not a cases file the foundry reads: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise CasesError(f"{path}: cannot read the cases file ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse_cases_text(raw, source=str(path))
+
+
+def parse_cases_text(raw: bytes, *, source: str) -> list[Case]:
+    """Decode and check the bytes of a cases file (see parse_cases)."""
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CasesError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise CasesError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    return parse_cases(data, source=str(path))
+        raise CasesError(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise CasesError(f"{source}: nested too deeply to be a cases file") from None
+    return parse_cases(data, source=source)
 
 
 def parse_cases(data: Any, *, source: str = "cases") -> list[Case]:
@@ -135,20 +168,55 @@ def _parse_expect(raw: Any, where: str) -> Expect:
     if kind in ("contains", "matches") and not isinstance(value, str):
         raise CasesError(f"{field} must be a string, got {_kind(value)}")
     if kind == "matches":
+        if len(value) > MAX_PATTERN_CHARS:
+            raise CasesError(f"{field} is {len(value)} characters long; at most {MAX_PATTERN_CHARS} are accepted")
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise CasesError(f"{field} is not a valid regular expression: {exc}") from exc
+            regex.compile(value)
+        except (regex.error, OverflowError, RecursionError, ValueError) as exc:
+            raise CasesError(f"{field} is not a valid regular expression: {exc}") from None
     if kind == "schema":
         if not isinstance(value, dict):
             raise CasesError(f"{field} must be a JSON schema object, got {_kind(value)}")
-        try:
-            jsonschema.validators.validator_for(value).check_schema(value)
-        except jsonschema.SchemaError as exc:
-            raise CasesError(f"{field} is not a valid JSON schema: {exc.message}") from exc
+        problem = _schema_problem(value)
+        if problem:
+            raise CasesError(f"{field} {problem}")
     if kind == "error" and not isinstance(value, bool | str):
         raise CasesError(f"{field} must be true, false or a string the error message contains, got {_kind(value)}")
     return Expect(**{"schema_" if kind == "schema" else kind: value})
+
+
+def _schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why a schema expectation can never be checked safely, or None."""
+    if len(json.dumps(schema, default=str)) > MAX_SCHEMA_CHARS:
+        return f"is larger than {MAX_SCHEMA_CHARS} characters of JSON"
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"is not a valid JSON schema: {exc.message}"
+    remote = sorted({ref for ref in _refs(schema) if not ref.startswith("#")})
+    if remote:
+        return (f"refers outside itself ({', '.join(repr(r) for r in remote[:3])}); only references inside the "
+                "schema ('#/...') are accepted")
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    try:
+        for sample in _SAMPLES:
+            validator.is_valid(sample)
+    except RecursionError:
+        return ('refers to itself without consuming the value (a $ref cycle such as {"$ref": "#"}), so checking '
+                "any value would never end; a recursive schema must descend into properties or items")
+    except Exception as exc:  # noqa: BLE001 - an unresolvable $ref and the like: any of them makes it unusable
+        return f"cannot be evaluated: {type(exc).__name__}: {_clip(str(exc))}"
+    return None
+
+
+def _refs(node: Any) -> list[str]:
+    """Every $ref / $dynamicRef / $recursiveRef value in a schema."""
+    if isinstance(node, dict):
+        own = [v for k, v in node.items() if k in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(v, str)]
+        return own + [ref for v in node.values() for ref in _refs(v)]
+    if isinstance(node, list):
+        return [ref for v in node for ref in _refs(v)]
+    return []
 
 
 def _kind(value: Any) -> str:
@@ -206,14 +274,48 @@ def judge(expect: Expect | None, *, is_error: bool, value: Any, text: str) -> tu
         return ok, (f"contains {expect.contains!r}" if ok else
                     f"{_clip(text_form(value))} does not contain {expect.contains!r}")
     if kind == "matches":
-        ok = re.search(expect.matches or "", text_form(value)) is not None
+        try:
+            ok = regex.search(expect.matches or "", text_form(value), timeout=MATCH_TIMEOUT_S,
+                              concurrent=True) is not None
+        except TimeoutError:
+            return False, (f"/{_clip(expect.matches or '', 80)}/ did not finish searching the value within "
+                           f"{MATCH_TIMEOUT_S:g} s (catastrophic backtracking); simplify the expression")
         return ok, (f"matches /{expect.matches}/" if ok else
                     f"{_clip(text_form(value))} does not match /{expect.matches}/")
     schema = expect.schema_ or {}
-    error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+    try:
+        error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+    except Exception as exc:  # noqa: BLE001 - the schema is untrusted input: its failure is the case's
+        return False, f"the schema expectation could not be evaluated on the value: {type(exc).__name__}: {_clip(str(exc))}"
     if error is not None:
         return False, f"value {_clip(text_form(value))} fails the schema: {error.message}"
     return True, "value satisfies the schema"
+
+
+async def judge_bounded(expect: Expect | None, *, is_error: bool, value: Any, text: str) -> tuple[bool, str]:
+    """`judge`, without blocking the event loop and within a time limit, however hostile the expectation.
+
+    `matches` runs in a thread (the regex package releases the GIL and has its own time
+    limit); `schema` runs in a worker process that is ended at SCHEMA_TIMEOUT_S.
+    """
+    call = functools.partial(judge, expect, is_error=is_error, value=value, text=text)
+    kind = expect.kind if expect is not None else None
+    if kind == "matches":
+        return await anyio.to_thread.run_sync(call)
+    if kind == "schema" and not is_error:
+        # Start (or reuse) the worker before the clock runs: its start-up is not the schema's time.
+        await anyio.to_process.run_sync(_worker_ready, cancellable=True)
+        try:
+            with anyio.fail_after(SCHEMA_TIMEOUT_S):
+                return await anyio.to_process.run_sync(call, cancellable=True)
+        except TimeoutError:
+            return False, (f"the schema expectation took more than {SCHEMA_TIMEOUT_S:g} s to check the value (a "
+                           "catastrophic 'pattern'?); simplify it")
+    return call()
+
+
+def _worker_ready() -> None:
+    """Nothing: run in a worker process, it makes the worker import this module."""
 
 
 def _same(a: Any, b: Any) -> bool:
