@@ -77,25 +77,32 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
 
 def validation_params(path: str | None, command: str | None, cases_file: str | None, needs_network: bool,
                       timeout_s: float | None) -> dict[str, Any]:
-    """Check validate_server's inputs and return the job parameters; InputError names the bad field."""
+    """Check validate_server's inputs and return the job parameters; InputError names the bad field.
+
+    A server directory is walked here, without following links, so that a directory that
+    links out of itself (or holds a bad cases.json) is refused before a job starts.
+    """
     if bool(path) == bool(command):
         raise InputError("path/command", "give exactly one of them", "path: a server directory; command: a command "
                          "line that starts an MCP server on stdio")
+    if not isinstance(needs_network, bool):
+        raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
     params: dict[str, Any] = {"needs_network": needs_network}
     if path:
-        p = Path(path).expanduser().resolve()
+        p = _local_path("path", path, "a server directory holding server.py")
         if not p.is_dir():
             raise InputError("path", f"{path!r} is not an existing directory", "a directory holding server.py")
-        if not (p / "server.py").is_file() and not command:
-            raise InputError("path", f"{p} has no server.py", "a directory whose entry point is server.py")
+        entry = p / "server.py"
+        if not entry.is_file() or entry.is_symlink():
+            raise InputError("path", f"{p} has no server.py (a regular file, not a link)",
+                             "a directory whose entry point is server.py")
+        _check_server_dir(p, check_cases=not cases_file)
         params["path"] = str(p)
     else:
-        argv = shlex.split(command or "")
-        if not argv:
-            raise InputError("command", "empty command line", "e.g. 'python -m my_server'")
+        argv = _command_line(command or "")
         params["command"] = argv
     if cases_file:
-        c = Path(cases_file).expanduser().resolve()
+        c = _local_path("cases_file", cases_file, 'a JSON file {"cases": [...]}')
         if not c.is_file():
             raise InputError("cases_file", f"{cases_file!r} does not exist", "a JSON file {\"cases\": [...]}")
         from sandbox.cases import CasesError, load_cases
@@ -103,11 +110,75 @@ def validation_params(path: str | None, command: str | None, cases_file: str | N
         try:
             load_cases(c)
         except CasesError as e:
-            raise InputError("cases_file", str(e), '{"cases": [{"tool": ..., "arguments": {...}, "expect": {...}}]}'
-                             ) from None
+            raise InputError("cases_file", str(e), CASES_ACCEPTED) from None
         params["cases_file"] = str(c)
     if timeout_s is not None:
-        if not 0 < timeout_s <= 86400:
-            raise InputError("timeout_s", f"{timeout_s:g} seconds", "more than 0 and at most 86400 seconds")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 86400:
+            raise InputError("timeout_s", f"{timeout_s!r} seconds", "more than 0 and at most 86400 seconds")
         params["timeout_s"] = timeout_s
     return params
+
+
+CASES_ACCEPTED = '{"cases": [{"tool": ..., "arguments": {...}, "expect": {...}}]}'
+
+
+def _local_path(field: str, value: str, accepted: str) -> Path:
+    """`value` as an absolute, resolved path on an ordinary file system; InputError naming `field` otherwise."""
+    from sandbox.serverdir import kernel_fs
+
+    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise InputError(field, f"contains control character(s) {', '.join(bad)} (a NUL byte ends a path early)",
+                         f"{accepted}, as a path without control characters")
+    kernel = f"{accepted} on an ordinary file system"
+    if where := kernel_fs(Path(value).expanduser()):
+        raise InputError(field, f"{value!r} lies in {where}, a kernel file system whose entries lead anywhere "
+                         "(e.g. /proc/1/root)", kernel)
+    try:
+        resolved = Path(value).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(field, f"{value!r} cannot be resolved: {getattr(e, 'strerror', None) or e}", accepted) from None
+    if where := kernel_fs(resolved):
+        raise InputError(field, f"{value!r} leads into {where}, a kernel file system whose entries lead anywhere "
+                         "(e.g. /proc/1/root)", kernel)
+    try:
+        resolved.stat()
+    except FileNotFoundError:
+        pass  # the caller says "does not exist" in its own words
+    except OSError as e:
+        raise InputError(field, f"{value!r} cannot be read: {e.strerror or e}", accepted) from None
+    return resolved
+
+
+def _check_server_dir(directory: Path, *, check_cases: bool) -> None:
+    """Walk the server directory without following links, and check its cases.json when it will be used."""
+    from sandbox.cases import CasesError, parse_cases_text
+    from sandbox.serverdir import ServerDirError, read_bytes, walk
+
+    try:
+        walk(directory)
+        raw = read_bytes(directory, "cases.json") if check_cases else None
+    except FileNotFoundError:
+        return
+    except ServerDirError as e:
+        raise InputError("path", str(e), "a server directory of regular files, and links that stay inside it") from None
+    if raw is not None:
+        try:
+            parse_cases_text(raw, source=str(directory / "cases.json"))
+        except CasesError as e:
+            raise InputError("path", f"its cases.json is not a valid cases file: {e}", CASES_ACCEPTED) from None
+
+
+def _command_line(command: str) -> list[str]:
+    """Split a command line as a POSIX shell would; InputError naming 'command' when it cannot be split."""
+    accepted = "a command line that starts an MCP server on stdio, with balanced quotes, e.g. 'python -m my_server'"
+    if "\0" in command:
+        raise InputError("command", "contains a NUL byte, which no command line can hold", accepted)
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise InputError("command", f"{command[:200]!r} cannot be split into arguments: {e} (an unbalanced quote?)",
+                         accepted) from None
+    if not argv:
+        raise InputError("command", "empty command line", accepted)
+    return argv
