@@ -39,7 +39,8 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     """Add the build and deployed-server tools to `app`."""
     servers_dir = foundry.settings.servers_dir
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
+    @app.tool(title="Build an MCP server",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     @tool_errors
     async def request_build(
         ctx: Context,
@@ -78,26 +79,30 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
                          next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=120)")
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @app.tool(title="List deployed servers",
+              annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def list_servers() -> ServerList:
         """Deployed servers with their versions and the current one."""
         return ServerList(servers=deploy.list_servers(servers_dir))
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @app.tool(title="Deployed server details",
+              annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def get_server(name: Name, version: Version = None) -> deploy.Manifest:
         """A deployed server's manifest: tools, dependencies, hashes, validation, and the client config snippet."""
         return deploy.get_server(servers_dir, name, version)
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False,
+    @app.tool(title="Remove a deployed server",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False,
                                           openWorldHint=False))
     @tool_errors
     async def remove_server(name: Name, version: Version = None) -> Removed:
         """Remove one version of a deployed server, or all of its versions when no version is given."""
         return Removed(name=name, removed_versions=deploy.remove_server(servers_dir, name, version))
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True,
+    @app.tool(title="Roll back a deployed server",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True,
                                           openWorldHint=False))
     @tool_errors
     async def rollback_server(name: Name, version: Version = None) -> deploy.Manifest:

@@ -24,7 +24,8 @@ LOG_TAIL = 20
 def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     """Add the job tools and the job log resource to `app`."""
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
+    @app.tool(title="Validate an MCP server",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
     @tool_errors
     async def validate_server(
         path: Annotated[str | None, Field(max_length=4096, description="A server directory holding server.py "
@@ -45,14 +46,16 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         job = runner.submit("validate", params, timeout_s=timeout_s)
         return _ticket(job)
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @app.tool(title="Job status",
+              annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def build_status(job_id: JobId) -> JobStatus:
         """A job's phase, progress 0..1, recent log lines, timestamps and estimated time left."""
         job = foundry.store.get(job_id)
         return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL))
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @app.tool(title="Job result",
+              annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def build_result(
         job_id: JobId,
@@ -75,7 +78,8 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         return JobResult(job_id=job.id, kind=job.kind, state=job.state, final=job.final, error=job.error,
                          result=job.result)
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True,
+    @app.tool(title="Cancel a job",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True,
                                           openWorldHint=False))
     @tool_errors
     async def cancel_build(job_id: JobId) -> JobStatus:
@@ -83,7 +87,8 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         job = await runner.cancel(job_id)
         return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL))
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @app.tool(title="List jobs",
+              annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def list_builds(
         state: Annotated[str | None, Field(description="Only jobs in this state: " +

@@ -40,7 +40,8 @@ class SearchResults(BaseModel):
 def register(app: MCPServer, foundry: Foundry) -> None:
     """Add search_repository and foundry://cases/{case_id}."""
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    @app.tool(title="Search the repository",
+              annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def search_repository(
         query: Annotated[str, Field(min_length=2, max_length=2000, description="What you need, in plain words.")],
