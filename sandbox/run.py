@@ -14,6 +14,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 from pydantic import BaseModel
 
 from sandbox.backends.base import Backend
+from sandbox.limits import confined
 from sandbox.policy import SECRET_NAME_PATTERN
 from sandbox.spec import RunSpec
 
@@ -125,8 +126,16 @@ async def run_sandboxed(
     stdin: bytes | None = None,
     max_output: int = 1_000_000,
 ) -> RunResult:
-    """Run `argv` under `backend` as `spec` says; kill the whole tree on timeout or cancellation."""
-    wrapped = backend.wrap(list(argv), spec)
+    """Run `argv` under `backend` as `spec` says, in a cgroup of its own where the machine allows (sandbox.limits).
+
+    The whole tree is killed on timeout or cancellation, and whatever is left in the
+    sandbox's cgroup when it ends.
+    """
+    async with confined(backend, spec) as box:
+        return await _run(backend.wrap(list(argv), box.spec), box.spec, stdin, max_output)
+
+
+async def _run(wrapped: list[str], spec: RunSpec, stdin: bytes | None, max_output: int) -> RunResult:
     started = time.monotonic()
     process = await anyio.open_process(
         wrapped,

@@ -4,9 +4,11 @@ Limits are applied with util-linux `prlimit` inside the sandbox (it is in /usr/b
 is mounted anyway, and needs no interpreter). As root, RLIMIT_NPROC is not enforced for
 uid 0 and a user namespace maps only uid 0, so bwrap runs WITHOUT --unshare-user and
 `setpriv` drops to nobody (65534) just before the command; the work dir is handed to that
-uid. Note that RLIMIT_NPROC counts every process of that uid on the host, so concurrent
-sandboxes share the budget. As a normal user, --unshare-user is used and the limits apply
-to the user directly.
+uid. RLIMIT_NPROC counts every process of that uid on the host, so concurrent sandboxes
+would share one budget: when the spec joins a pids cgroup of its own (sandbox.limits),
+that replaces it. As a normal user, --unshare-user is used and the limits apply to the
+user directly. /tmp is the spec's tmp_dir (sharing the work dir's size limit), else a
+private tmpfs of limits.disk_mb.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sandbox.backends.mounts import (
     hand_workdir_to,
     interpreter_roots,
 )
+from sandbox.limits.cgroups import join_argv
 from sandbox.spec import Limits, RunSpec
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -37,14 +40,17 @@ _ETC = (
 )
 
 
-def prlimit_argv(prlimit: str, limits: Limits) -> list[str]:
-    """The `prlimit ... --` prefix that applies `limits` (soft = hard) to the command after it."""
+def prlimit_argv(prlimit: str, limits: Limits, *, nproc: bool = True) -> list[str]:
+    """The `prlimit ... --` prefix that applies `limits` (soft = hard) to the command after it.
+
+    `nproc=False` leaves RLIMIT_NPROC out, for a sandbox whose processes a pids cgroup counts.
+    """
     mib = 1024 * 1024
     return [
         prlimit,
         f"--cpu={limits.cpu_seconds}",
         f"--as={limits.memory_mb * mib}",
-        f"--nproc={limits.processes}",
+        *([f"--nproc={limits.processes}"] if nproc else []),
         f"--fsize={limits.file_size_mb * mib}",
         "--core=0",
         "--",
@@ -64,6 +70,7 @@ class BubblewrapBackend:
         self._setpriv = find_tool("setpriv")
         self._as_root = os.geteuid() == 0
         self._probe: tuple[bool, str] | None = None
+        self._sized_tmpfs: bool | None = None
 
     def available(self) -> tuple[bool, str]:
         """Run `true` in a minimal sandbox once: having the binary is not enough (user namespaces may be off)."""
@@ -130,7 +137,12 @@ class BubblewrapBackend:
         builder_home = os.environ.get("HOME", "")
         if builder_home.startswith("/") and builder_home != "/" and builder_home not in hidden:
             hidden.append(builder_home)
-        args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/root"]
+        if spec.tmp_dir is not None:
+            args += ["--bind", str(spec.tmp_dir), "/tmp"]
+        else:
+            size = ["--size", str(spec.limits.disk_mb * 1024 * 1024)] if self._can_size_tmpfs() else []
+            args += [*size, "--perms", "1777", "--tmpfs", "/tmp"]
+        args += ["--perms", "0755", "--tmpfs", "/root"]
         for path in hidden[2:]:
             args += self._dirs_for(Path(path), made=set(map(Path, hidden)), bound=[]) + ["--tmpfs", path]
         child_home = spec.env.get("HOME")
@@ -150,11 +162,21 @@ class BubblewrapBackend:
         args += ["--chdir", str(workdir), "--clearenv"]
         for key, value in spec.env.items():
             args += ["--setenv", key, value]
-        args += ["--", *prlimit_argv(self._prlimit, spec.limits)]
+        args += ["--", *prlimit_argv(self._prlimit, spec.limits, nproc="pids" not in spec.cgroup_controllers)]
         if self._as_root:
             args += [self._setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-        return args + list(argv)
+        return join_argv(spec.cgroup_procs, args + list(argv))
+
+    def _can_size_tmpfs(self) -> bool:
+        """bwrap 0.8 and later size a tmpfs (--size); older ones would refuse the option."""
+        if self._sized_tmpfs is None:
+            try:
+                shown = subprocess.run([self._bwrap or "bwrap", "--help"], capture_output=True, timeout=10)
+                self._sized_tmpfs = b"--size" in shown.stdout + shown.stderr
+            except (OSError, subprocess.TimeoutExpired):
+                self._sized_tmpfs = False
+        return self._sized_tmpfs
 
     @staticmethod
     def _dirs_for(path: Path, *, made: set[Path], bound: list[Path]) -> list[str]:

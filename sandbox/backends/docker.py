@@ -30,11 +30,12 @@ class DockerBackend:
 
     name = "docker"
     isolates = True
+    confines_itself = True
+    """Each run is a container with its own memory, pids and CPU limits: no host cgroup is made for it."""
 
-    def __init__(self, image: str = DEFAULT_IMAGE, *, cpus: float = 1.0, ping_timeout: float = 3.0) -> None:
-        """Run in `image`, limited to `cpus` CPUs; give up pinging the engine after `ping_timeout` seconds."""
+    def __init__(self, image: str = DEFAULT_IMAGE, *, ping_timeout: float = 3.0) -> None:
+        """Run in `image`; give up pinging the engine after `ping_timeout` seconds (limits come from each RunSpec)."""
         self.image = image
-        self.cpus = cpus
         self._ping_timeout = ping_timeout
         self._cli = find_tool("docker")
         self._probe: tuple[bool, str] | None = None
@@ -79,11 +80,12 @@ class DockerBackend:
             self._cli, "run", "-i", "--rm", "--init",
             "--network", "bridge" if spec.network else "none",
             "--user", f"{NOBODY}:{NOBODY}",
-            "--read-only", "--tmpfs", "/tmp:rw,exec,size=256m",
+            "--read-only",
+            *(["-v", f"{spec.tmp_dir}:/tmp"] if spec.tmp_dir else ["--tmpfs", f"/tmp:rw,exec,size={limits.disk_mb}m"]),
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
+            "--memory", f"{limits.sandbox_memory_mb}m", "--memory-swap", f"{limits.sandbox_memory_mb}m",
             "--pids-limit", str(limits.processes),
-            "--cpus", str(self.cpus),
+            "--cpus", f"{limits.cpus:g}",
             "--ulimit", f"cpu={limits.cpu_seconds}:{limits.cpu_seconds}",
             "--ulimit", f"fsize={limits.file_size_mb * mib}:{limits.file_size_mb * mib}",
             "--ulimit", "core=0:0",

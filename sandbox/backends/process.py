@@ -15,6 +15,7 @@ import logging
 import sys
 
 from sandbox.backends.mounts import check_spec_paths
+from sandbox.limits.cgroups import join_argv
 from sandbox.spec import RunSpec
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class ProcessBackend:
         limits = spec.limits
         config = {
             "cwd": str(spec.workdir),
-            "env": spec.env,
+            "env": {**spec.env, "TMPDIR": str(spec.tmp_dir)} if spec.tmp_dir else spec.env,
             "limits": {
                 "RLIMIT_CPU": limits.cpu_seconds,
                 "RLIMIT_AS": limits.memory_mb * mib,
@@ -73,4 +74,4 @@ class ProcessBackend:
                 "RLIMIT_CORE": 0,
             },
         }
-        return [self._python, "-I", "-S", "-c", _SHIM, json.dumps(config), *argv]
+        return join_argv(spec.cgroup_procs, [self._python, "-I", "-S", "-c", _SHIM, json.dumps(config), *argv])

@@ -126,7 +126,7 @@ async def test_docker_backend_cuts_network_and_runs_in_the_workdir(make_spec, wo
 
 def test_docker_command_line_applies_the_policy_without_an_engine(make_spec):
     """What `docker run` is asked for (the behaviour itself is tested where an engine answers)."""
-    spec = make_spec(memory_mb=256, processes=32, wall_seconds=40)
+    spec = make_spec(sandbox_memory_mb=256, processes=32, wall_seconds=40)
     argv = DockerBackend().wrap(["python", "server.py"], spec)
     joined = " ".join(argv)
     for part in ("--network none", "--user 65534:65534", "--read-only", "--cap-drop ALL", "--memory 256m",
