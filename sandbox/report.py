@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox.limits import LimitState
 from sandbox.scan import Finding
 
 FailureClass = Literal["dependency", "syntax", "import", "runtime", "timeout", "protocol", "assertion", "security"]
@@ -94,6 +95,8 @@ class ValidationReport(BaseModel):
     cases: list[CaseResult] = Field(default_factory=list)
     stderr_tail: str = ""
     """The last few KiB of the server's stderr."""
+    limits: list[LimitState] = Field(default_factory=list)
+    """The whole-sandbox limits (disk, memory, processes, CPU) and whether each was in force."""
     verdict: Literal["pass", "fail"]
 
     def failures(self) -> list[Check]:
@@ -122,6 +125,10 @@ class ValidationReport(BaseModel):
         if self.findings:
             lines.append("  findings:")
             lines.extend(f"    {f.severity:<8} {f.rule:<22} {f.where()}  {f.message}" for f in self.findings)
+        missing = [f"{state.name}: {state.detail}" for state in self.limits if not state.in_force]
+        if missing:
+            lines.append("  limits NOT in force for this sandbox:")
+            lines.extend(f"    {line}" for line in missing)
         if self.verdict == "fail" and self.stderr_tail.strip():
             lines.append("  stderr (last lines):")
             lines.extend(f"    | {line}" for line in self.stderr_tail.rstrip().splitlines()[-stderr_lines:])

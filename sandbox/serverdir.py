@@ -198,12 +198,12 @@ def read_file(path: Path, *, limit: int = MAX_READ_BYTES) -> bytes:
 
 
 def copy_tree(directory: Path, entries: list[Entry], dest: Path) -> None:
-    """Copy walked `entries` of `directory` into the new directory `dest`, re-reading each file without links.
+    """Copy walked `entries` of `directory` into `dest` (new or empty), re-reading each file without links.
 
     A file that turned into a link or grew past the walk's limits since it was walked is
     refused, so nothing outside the directory can slip in between the walk and the copy.
     """
-    dest.mkdir(mode=0o755)
+    dest.mkdir(mode=0o755, exist_ok=True)
     budget = MAX_TREE_BYTES
     for entry in entries:
         out = dest / entry.rel

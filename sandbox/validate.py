@@ -10,10 +10,8 @@ stderr is kept for the report.
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from sandbox.cases import (
     result_text,
     result_value,
 )
+from sandbox.limits import confined, disk_state, workspace
 from sandbox.policy import safe_env
 from sandbox.report import (
     CaseResult,
@@ -158,8 +157,14 @@ async def validate_server(
         await _validate(target, backend, env, cases, limits, network, policy or ScanPolicy(), rec, report, io,
                         init_timeout, call_timeout)
     if overall.cancelled_caught:
+        if not any(c.name == "initialize" for c in rec.checks):
+            why = (f"the server had not answered initialize yet (the initialize timeout, {init_timeout:g} s, was "
+                   "not reached: raise limits.wall_seconds above it)" if init_timeout >= limits.wall_seconds
+                   else "it was still starting")
+        else:
+            why = "the server or a tool is too slow"
         rec.check("wall-clock limit", False, f"validation did not finish within limits.wall_seconds="
-                  f"{limits.wall_seconds:g} s; the server or a tool is too slow", limits.wall_seconds, "timeout")
+                  f"{limits.wall_seconds:g} s; {why}", limits.wall_seconds, "timeout")
     verdict = "pass" if rec.checks and all(c.passed for c in rec.checks) else "fail"
     rec.progress(1.0, f"verdict: {verdict}")
     return ValidationReport(
@@ -186,8 +191,8 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
         entries = checked
     python = Path(env.python) if env is not None else Path(sys.executable)
     readonly = (Path(env.path),) if env is not None else (Path(sys.prefix),)
-    with tempfile.TemporaryDirectory(prefix="mcpf-validate-") as tmp:
-        workdir = Path(tmp) / "work"
+    with workspace(limits.disk_mb, prefix="mcpf-validate") as space:
+        workdir = space.workdir
         if target.directory is not None:
             # Only what the walk accepted, re-read without following links: links that stay inside
             # are copied as links, anything leading out was refused by the static checks.
@@ -199,16 +204,19 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
                 return
             argv = [str(python), target.entry]
         else:
-            workdir.mkdir()
             argv = list(target.command or [])
-        os.chmod(tmp, 0o755)  # the sandboxed uid must reach the work dir through it
-        spec = RunSpec(workdir=workdir, readonly_paths=readonly, network=network, limits=limits,
+        spec = RunSpec(workdir=workdir, readonly_paths=readonly, network=network, limits=limits, tmp_dir=space.tmp,
                        env=safe_env({"PYTHONPATH": str(workdir), "COLUMNS": "160"}))  # COLUMNS: wider log lines
-        wrapped = backend.wrap(argv, spec)
-        rec.progress(0.2, f"starting the server with the {backend.name} backend")
-        local = {e.rel.stem for e in entries if len(e.rel.parts) == 1 and e.rel.suffix == ".py"} | {
-            e.rel.parts[0] for e in entries if len(e.rel.parts) == 2 and e.rel.name == "__init__.py"}
-        await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout)
+        async with confined(backend, spec) as box:
+            report["limits"] = [disk_state(space, limits), *box.states]
+            missing = [state.name for state in report["limits"] if not state.in_force]
+            if missing:
+                rec.log(f"limits NOT in force for this sandbox: {', '.join(missing)} (see the report's limits)")
+            wrapped = backend.wrap(argv, box.spec)
+            rec.progress(0.2, f"starting the server with the {backend.name} backend")
+            local = {e.rel.stem for e in entries if len(e.rel.parts) == 1 and e.rel.suffix == ".py"} | {
+                e.rel.parts[0] for e in entries if len(e.rel.parts) == 2 and e.rel.name == "__init__.py"}
+            await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout)
 
 
 def _default_cases(target: ValidationTarget) -> list[Case]:
@@ -265,7 +273,9 @@ async def _session(argv: list[str], workdir: Path, cases: list[Case], io: Server
                    report: dict[str, Any], local_modules: set[str], init_timeout: float, call_timeout: float) -> None:
     """Initialize, list, check definitions and run the cases against the server started by `argv`."""
     # mode="legacy": the initialize handshake every deployed client (Claude Desktop included) performs.
-    client = Client(stdio_transport(argv, workdir, io), mode="legacy", cache=None, read_timeout_seconds=call_timeout,
+    # The read timeout bounds the initialize request too: it must not cut the initialize limit short.
+    client = Client(stdio_transport(argv, workdir, io), mode="legacy", cache=None,
+                    read_timeout_seconds=max(call_timeout, init_timeout),
                     client_info=types.Implementation(name="mcp-foundry-validator", version="0.1.0"))
     noise_at = len(rec.checks) + 1  # the stdout check goes right after initialize: noise breaks handshakes
     t = time.monotonic()
@@ -287,7 +297,9 @@ async def _session(argv: list[str], workdir: Path, cases: list[Case], io: Server
     except Exception as exc:  # a closed pipe or a bad answer: verdicts about the server, not crashes of ours
         failure = exc
     if not started:
-        timed_out = failure is None and init_scope.cancelled_caught
+        # We stop a silent server ourselves once it is late: its exit code then says nothing about it.
+        timed_out = init_scope.cancelled_caught or (
+            isinstance(failure, MCPError) and failure.code == types.REQUEST_TIMEOUT)
         klass, reason = _start_failure(failure, timed_out, io, local_modules, init_timeout)
         rec.check("initialize", False, reason, time.monotonic() - t, klass)
     elif failure is not None:

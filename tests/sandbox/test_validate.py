@@ -16,6 +16,7 @@ from sandbox.cases import CasesError, load_cases, parse_cases
 from sandbox.env import Environment, EnvManager
 from sandbox.report import Check, ValidationReport
 from sandbox.scan import ScanPolicy
+from sandbox.spec import Limits
 from sandbox.validate import ValidationTarget, requirements_of, validate_server
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -309,3 +310,18 @@ def test_symlinks_in_the_server_directory_do_not_carry_outside_files_in(backend,
     report = run(ValidationTarget(directory=server), backend, env, cases=cases)
     assert "outside-secret" not in json.dumps(report.model_dump(mode="json"))
     assert report.verdict == "pass", report.render()
+
+
+def test_a_silent_server_fails_as_timeout_at_the_initialize_limit_not_the_call_limit(backend):
+    report = run(ValidationTarget(command=["sleep", "300"]), backend, None, init_timeout=4, call_timeout=1)
+    init = failed(report)["initialize"]
+    assert init.failure_class == "timeout" and "no answer to initialize within 4 s" in init.reason, report.render()
+    assert 3.5 <= init.seconds < 10, init
+
+
+def test_a_wall_clock_limit_below_the_initialize_limit_is_named_when_it_strikes(backend):
+    report = run(ValidationTarget(command=["sleep", "300"]), backend, None, init_timeout=10,
+                 limits=Limits(wall_seconds=2))
+    wall = failed(report)["wall-clock limit"]
+    assert wall.failure_class == "timeout" and "limits.wall_seconds=2 s" in wall.reason, report.render()
+    assert "initialize timeout, 10 s" in wall.reason and report.duration < 8
