@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import BaseModel, Field, ValidationError
 
 from builder.errors import InputError
+
+if TYPE_CHECKING:
+    from sandbox.spec import Limits
 
 ENV_PREFIX = "MCP_FOUNDRY_"
 
@@ -27,6 +30,12 @@ ENV_VARS: dict[str, str] = {
     "embedding_model": "MCP_FOUNDRY_EMBEDDING_MODEL",
     "env_cache_dir": "MCP_FOUNDRY_ENV_CACHE",
     "init_timeout_s": "MCP_FOUNDRY_INIT_TIMEOUT",
+    "call_timeout_s": "MCP_FOUNDRY_CALL_TIMEOUT",
+    "sandbox_disk_mb": "MCP_FOUNDRY_SANDBOX_DISK_MB",
+    "sandbox_memory_mb": "MCP_FOUNDRY_SANDBOX_MEMORY_MB",
+    "sandbox_processes": "MCP_FOUNDRY_SANDBOX_PROCESSES",
+    "sandbox_cpus": "MCP_FOUNDRY_SANDBOX_CPUS",
+    "sandbox_cgroups": "MCP_FOUNDRY_SANDBOX_CGROUPS",
     "github_token": "MCP_FOUNDRY_GITHUB_TOKEN",
     "pypi_url": "MCP_FOUNDRY_PYPI_URL",
     "github_api_url": "MCP_FOUNDRY_GITHUB_API_URL",
@@ -53,6 +62,17 @@ class Settings(BaseModel):
     sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
     init_timeout_s: float = Field(30, gt=0, le=600, description="Seconds a server under test has to answer "
                                   "initialize before it fails with class 'timeout'.")
+    call_timeout_s: float = Field(30, gt=0, le=600, description="Seconds one tool call of a server under test may "
+                                  "take before it fails with class 'timeout'.")
+    sandbox_disk_mb: int = Field(512, ge=8, le=1048576, description="MiB a sandbox may write to its work dir and "
+                                 "/tmp together (a tmpfs; needs root).")
+    sandbox_memory_mb: int = Field(1024, ge=32, le=1048576, description="MiB of memory for a whole sandbox, its "
+                                   "tmpfs included (a memory cgroup).")
+    sandbox_processes: int = Field(64, ge=1, le=4096, description="Processes and threads of a whole sandbox (a pids "
+                                   "cgroup).")
+    sandbox_cpus: float = Field(1.0, gt=0, le=1024, description="CPUs a whole sandbox may use (a CPU cgroup quota).")
+    sandbox_cgroups: Literal["auto", "off"] = Field("auto", description="auto: a cgroup per sandbox where the "
+                                                    "machine allows it; off: none (rlimits only).")
     max_turns: int = Field(5, ge=1, le=20, description="Code -> Reason -> Act turns per build.")
     registry_url: str | None = Field(None, description="Tool registry URL that receives each deployed manifest.")
     http_token: str | None = Field(None, description="Bearer token required by the HTTP transport.")
@@ -96,6 +116,21 @@ class Settings(BaseModel):
     def work_dir(self) -> Path:
         """Scratch space for job work directories."""
         return self.data_dir / "work"
+
+    def sandbox_limits(self, **overrides: Any) -> Limits:
+        """The limits of one sandbox from these settings (`overrides` win, e.g. a build's shorter wall_seconds).
+
+        The wall-clock limit leaves room for the initialize timeout, so a silent server
+        fails as a timeout of initialize rather than of the whole validation.
+        """
+        from sandbox.spec import Limits
+
+        values: dict[str, Any] = {
+            "disk_mb": self.sandbox_disk_mb, "sandbox_memory_mb": self.sandbox_memory_mb,
+            "processes": self.sandbox_processes, "cpus": self.sandbox_cpus, "cgroups": self.sandbox_cgroups == "auto",
+            "wall_seconds": max(120.0, self.init_timeout_s + 2 * self.call_timeout_s),
+        }
+        return Limits(**{**values, **overrides})
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree."""

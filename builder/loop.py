@@ -120,6 +120,10 @@ class LoopDeps:
     validate_seconds: float = 120.0
     init_timeout: float = 30.0
     """Seconds a draft's server has to answer initialize."""
+    call_timeout: float = 30.0
+    """Seconds one tool call of a draft's server may take."""
+    limits: Limits = field(default_factory=Limits)
+    """The sandbox's limits (its wall_seconds is cut to what is left of the build's time)."""
     tried: dict[str, list[str]] = field(default_factory=dict)
     required_cases: list[dict[str, Any]] = field(default_factory=list)
     """The caller's example calls (cases format): added to every draft's cases, so a draft cannot pass
@@ -187,8 +191,9 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
                 async with deps.envs.in_use(env):
                     report = await validate_server(
                         ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,
-                        limits=Limits(wall_seconds=min(deps.validate_seconds, remaining)), network=deps.network,
-                        log=deps.log, init_timeout=deps.init_timeout)
+                        limits=deps.limits.model_copy(update={"wall_seconds": min(deps.validate_seconds, remaining)}),
+                        network=deps.network, log=deps.log, init_timeout=deps.init_timeout,
+                        call_timeout=deps.call_timeout)
                 turn.seconds["validate"] = time.perf_counter() - t
                 turn.validation = ValidationDigest.of(report)
                 if report.verdict == "pass":

@@ -172,13 +172,14 @@ class _Build:
         return True
 
     async def validate(self, directory: Any, env: Any) -> Any:
-        from sandbox.spec import Limits
         from sandbox.validate import ValidationTarget, validate_server
 
         return await validate_server(ValidationTarget(directory=directory), backend=self.foundry.backend, env=env,
                                      cases=None, network=bool(self.params.get("needs_network")), log=self.ctx.log,
-                                     limits=Limits(wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))),
-                                     init_timeout=self.settings.init_timeout_s)
+                                     limits=self.settings.sandbox_limits(
+                                         wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))),
+                                     init_timeout=self.settings.init_timeout_s,
+                                     call_timeout=self.settings.call_timeout_s)
 
     # -- research and prompt material --------------------------------------------------------------------------
     def researcher(self) -> Any:
@@ -215,7 +216,8 @@ class _Build:
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
-                        init_timeout=self.settings.init_timeout_s,
+                        init_timeout=self.settings.init_timeout_s, call_timeout=self.settings.call_timeout_s,
+                        limits=self.settings.sandbox_limits(),
                         progress=lambda f, m: self.ctx.progress(0.15 + 0.75 * f, "loop", m))
 
     # -- deploy, register, learn ----------------------------------------------------------------------------------

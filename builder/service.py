@@ -19,6 +19,21 @@ if TYPE_CHECKING:
     from sandbox.env import EnvManager
 
 
+def _clean_sandbox_debris() -> None:
+    """Remove what sandboxes of killed mcp-foundry processes left (work dirs, mounts, cgroups); never a live one's."""
+    import logging
+
+    from sandbox.limits import clean_stale
+
+    try:
+        removed = clean_stale()
+    except OSError as exc:
+        logging.getLogger("mcp_foundry").warning("could not clean stale sandboxes: %s", exc)
+        return
+    if any(removed.values()):
+        logging.getLogger("mcp_foundry").info("removed stale sandboxes: %s", removed)
+
+
 class Foundry:
     """Settings, stores and job handlers of one mcp-foundry process."""
 
@@ -26,6 +41,7 @@ class Foundry:
         settings.ensure_dirs()
         self.settings = settings
         self.store = JobStore(settings.jobs_db)
+        _clean_sandbox_debris()
         self._backend: Backend | None = None
         self._envs: EnvManager | None = None
         self._knowledge: KnowledgeStore | None = None

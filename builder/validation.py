@@ -63,9 +63,10 @@ async def _validate(foundry: Foundry, target: Any, env: Any, cases: list[Any] | 
 
     if cases is None and cases_file is not None:
         cases = load_cases(cases_file)
+    settings = foundry.settings
     return await validate_server(target, backend=foundry.backend, env=env, cases=cases, network=network, log=log,
-                                 progress=lambda f, m: progress(0.1 + 0.9 * f, m),
-                                 init_timeout=foundry.settings.init_timeout_s)
+                                 progress=lambda f, m: progress(0.1 + 0.9 * f, m), limits=settings.sandbox_limits(),
+                                 init_timeout=settings.init_timeout_s, call_timeout=settings.call_timeout_s)
 
 
 async def run_validation(ctx: JobContext, foundry: Foundry) -> dict[str, Any]:

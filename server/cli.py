@@ -247,6 +247,7 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     for name, ok, why in backend_report():
         print(f"  {'ok  ' if ok else 'no  '} {name:<11} {why}")
     print(f"  in use: {foundry.backend.name} (setting sandbox_backend={foundry.settings.sandbox_backend})")
+    _print_limits(foundry)
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")
     missing = "not configured (set MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL; reuse still works)"
@@ -258,6 +259,17 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
         var = ENV_VARS.get(k, "")
         print(f"  {k:<20} {v!s:<50} {var}")
     return 0
+
+
+def _print_limits(foundry: Foundry) -> None:
+    from sandbox.limits import expected_states
+
+    limits = foundry.settings.sandbox_limits()
+    print("sandbox limits (each sandbox on its own):")
+    for state in expected_states(foundry.backend, limits):
+        print(f"  {'in force' if state.in_force else 'NOT in force':<13} {state.name:<10} {state.detail}")
+    print(f"  per process: RLIMIT_CPU {limits.cpu_seconds} s, RLIMIT_AS {limits.memory_mb} MiB, RLIMIT_FSIZE "
+          f"{limits.file_size_mb} MiB; wall clock {limits.wall_seconds:g} s per validation")
 
 
 def _build(foundry: Foundry, args: argparse.Namespace) -> int:
