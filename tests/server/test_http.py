@@ -15,11 +15,11 @@ INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-def _start(data_dir, *args, **env):
+def _start(data_dir, *args, host="127.0.0.1", **env):
     port = free_port()
-    p = subprocess.Popen([*FOUNDRY, "serve", "--http", f"127.0.0.1:{port}", *args], cwd=ROOT,
+    p = subprocess.Popen([*FOUNDRY, "serve", "--http", f"{host}:{port}", *args], cwd=ROOT,
                          env=foundry_env(data_dir, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/mcp"
+    url = f"http://{host}:{port}/mcp"
     for _ in range(200):
         try:
             httpx.get(url, timeout=0.5)
@@ -84,3 +84,25 @@ def test_bad_bind_value_is_named(data_dir):
     run = subprocess.run([*FOUNDRY, "serve", "--http", "localhost:notaport"], cwd=ROOT, env=foundry_env(data_dir),
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--http" in run.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.0.0.1"])
+def test_without_a_token_host_and_origin_must_be_loopback_on_every_loopback_bind(data_dir, host):
+    p, url = _start(data_dir, host=host)
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_builds", "arguments": {}}}
+    try:
+        def post(body, **headers):
+            return httpx.post(url, json=body, headers={**HEADERS, **headers})
+
+        rebound = post(INIT, Host=f"evil.example:{port}")
+        assert rebound.status_code == 421 and "not a loopback address" in rebound.json()["error"], rebound.text
+        assert post(call, Host=f"evil.example:{port}").status_code == 421
+        foreign = post(INIT, Origin="http://evil.example")
+        assert foreign.status_code == 403 and "not a loopback page" in foreign.json()["error"], foreign.text
+        assert post(INIT, Origin="null").status_code == 403
+        assert post(INIT, Host=f"127.0.0.99:{port}", Origin=f"http://localhost:{port}").status_code == 200
+        assert post(INIT, Origin=f"http://{host}:{port}").status_code == 200
+    finally:
+        p.terminate()
+        p.wait(10)
