@@ -325,3 +325,32 @@ def test_a_wall_clock_limit_below_the_initialize_limit_is_named_when_it_strikes(
     wall = failed(report)["wall-clock limit"]
     assert wall.failure_class == "timeout" and "limits.wall_seconds=2 s" in wall.reason, report.render()
     assert "initialize timeout, 10 s" in wall.reason and report.duration < 8
+
+
+WEATHER_SERVER = '''"""Reads its API key from the environment, by the variable's name, as the code prompt asks."""
+import os
+
+from mcp.server.mcpserver import MCPServer
+
+KEY_VAR = "OPENWEATHER_API_KEY"
+mcp = MCPServer("weather")
+
+
+@mcp.tool()
+def has_key() -> bool:
+    """Whether the API key is configured."""
+    return bool(os.environ.get(KEY_VAR))
+
+
+if __name__ == "__main__":
+    mcp.run()
+'''
+
+
+def test_the_name_of_an_environment_variable_passes_the_scan(backend, env, tmp_path):
+    server = tmp_path / "weather"
+    server.mkdir()
+    (server / "server.py").write_text(WEATHER_SERVER)
+    cases = parse_cases({"cases": [{"tool": "has_key", "expect": {"equals": False}}]})
+    report = run(ValidationTarget(directory=server), backend, env, cases=cases)
+    assert report.verdict == "pass" and report.findings == [], report.render()
