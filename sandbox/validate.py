@@ -194,13 +194,13 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
     with workspace(limits.disk_mb, prefix="mcpf-validate") as space:
         workdir = space.workdir
         if target.directory is not None:
-            # Only what the walk accepted, re-read without following links: links that stay inside
-            # are copied as links, anything leading out was refused by the static checks.
+            # Only what the walk accepted, re-read without following links; links are copied as links.
             try:
                 copy_tree(target.directory, entries, workdir)
             except (ServerDirError, OSError) as exc:
-                rec.check("server directory", False, f"copying it into the sandbox failed: {exc}",
-                          failure_class="security")
+                limit = "" if isinstance(exc, ServerDirError) else f" (the sandbox holds {limits.disk_mb} MiB)"
+                rec.check("server directory", False, f"copying it into the sandbox failed: {exc}{limit}",
+                          failure_class="security" if isinstance(exc, ServerDirError) else "runtime")
                 return
             argv = [str(python), target.entry]
         else:
