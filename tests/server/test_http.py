@@ -86,8 +86,8 @@ def test_bad_bind_value_is_named(data_dir):
     assert run.returncode == 2 and "--http" in run.stderr
 
 
-@pytest.mark.parametrize("host", ["127.0.0.2", "127.0.0.1"])
-def test_without_a_token_host_and_origin_must_be_loopback_on_every_loopback_bind(data_dir, host):
+def test_without_a_token_host_and_origin_must_be_loopback_on_every_loopback_bind(data_dir):
+    host = "127.0.0.2"  # the SDK's own check covers 127.0.0.1, localhost and ::1 only; ours covers all of them
     p, url = _start(data_dir, host=host)
     port = url.rsplit(":", 1)[1].split("/")[0]
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_builds", "arguments": {}}}
