@@ -30,6 +30,10 @@ ENV_VARS: dict[str, str] = {
     "github_token": "MCP_FOUNDRY_GITHUB_TOKEN",
     "pypi_url": "MCP_FOUNDRY_PYPI_URL",
     "github_api_url": "MCP_FOUNDRY_GITHUB_API_URL",
+    "idle_timeout_s": "MCP_FOUNDRY_IDLE_TIMEOUT",
+    "call_timeout_s": "MCP_FOUNDRY_CALL_TIMEOUT",
+    "output_cap_kb": "MCP_FOUNDRY_OUTPUT_CAP_KB",
+    "mount_poll_s": "MCP_FOUNDRY_MOUNT_POLL",
 }
 
 
@@ -61,6 +65,14 @@ class Settings(BaseModel):
     github_token: str | None = Field(None, description="Token for GitHub search during research (optional).")
     pypi_url: str = Field("https://pypi.org", description="Base URL of the PyPI JSON API.")
     github_api_url: str = Field("https://api.github.com", description="Base URL of the GitHub REST API.")
+    idle_timeout_s: float = Field(300, gt=0, le=86400, description="Seconds a mounted server may sit idle before "
+                                  "`serve` stops it (it starts again on the next call).")
+    call_timeout_s: float = Field(50, gt=0, le=3600, description="Seconds one call to a mounted server may take; "
+                                  "past it the call fails and the server is stopped.")
+    output_cap_kb: int = Field(1024, ge=1, le=65536, description="Largest result, in KiB, a mounted server may "
+                               "return for one call.")
+    mount_poll_s: float = Field(1.0, ge=0.05, le=60, description="How often `serve` looks for deploys, rollbacks "
+                                "and removals made by any process, in seconds.")
 
     @property
     def jobs_db(self) -> Path:
@@ -91,6 +103,11 @@ class Settings(BaseModel):
     def logs_dir(self) -> Path:
         """Log files."""
         return self.data_dir / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        """NAME=value lines: secrets a deployed server may receive when its manifest declares them."""
+        return self.data_dir / "secrets.env"
 
     @property
     def work_dir(self) -> Path:
