@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from builder.params import validation_params
 from builder.service import Foundry
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
+from server.gateway.errors import GatewayError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
                    "(HOST defaults to 127.0.0.1; any other address needs a token)")
     s.add_argument("--token", help=f"bearer token for HTTP (env {ENV_VARS['http_token']})")
+    mount = s.add_mutually_exclusive_group()
+    mount.add_argument("--no-mount", action="store_true", help="serve only the foundry's own tools, none of the "
+                       "deployed servers'")
+    mount.add_argument("--mount", metavar="NAME[,NAME...]", help="serve only these deployed servers' tools "
+                       "(default: every deployed server, sandboxed)")
+
+    r = sub.add_parser("run", help="run one deployed server over stdio, in the sandbox (what the client config "
+                       "snippets use)")
+    r.add_argument("name", help="a deployed server's name, as `servers list` prints it")
+    r.add_argument("--version", help="a version number (default: the current one)")
 
     v = sub.add_parser("validate", help="validate an MCP server directory in the sandbox and print the report")
     v.add_argument("path", nargs="?", help="server directory holding server.py")
@@ -67,11 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout", type=float, help="build timeout in seconds")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
 
-    sv = sub.add_parser("servers", help="list deployed servers, show one, roll back or remove")
-    sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "rollback", "remove"])
-    sv.add_argument("name", nargs="?", help="a deployed server's name, as `servers list` prints it")
+    sv = sub.add_parser("servers", help="list deployed servers, show one, add your own, roll back or remove")
+    sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "add", "rollback", "remove"])
+    sv.add_argument("name", nargs="?", metavar="NAME|PATH", help="a deployed server's name, as `servers list` "
+                    "prints it; for add: the server directory (holding server.py)")
     sv.add_argument("--version", help="show: default current; rollback: default the one before current; "
-                    "remove: default EVERY version")
+                    "remove: default EVERY version (and the state dir)")
+    sv.add_argument("--name", dest="as_name", metavar="N", help="add: the name to deploy it under (a lowercase "
+                    "Python identifier)")
+    sv.add_argument("--network", action="store_true", help="add: the server needs the network")
+    sv.add_argument("--secret", action="append", default=[], metavar="VAR", help="add: an environment variable "
+                    "it receives when it runs, from this environment or <data dir>/secrets.env (repeatable)")
+    sv.add_argument("--description", help="add: what it does, for search (default: server.py's docstring)")
+    sv.add_argument("--json", action="store_true", help="add: print the job's report as JSON")
 
     se = sub.add_parser("search", help="search the knowledge repository")
     se.add_argument("query", help="what you need, in plain words")
@@ -103,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"environment cache {ENV_VARS['env_cache_dir']} too)") from None
         _log_to_file(foundry.settings.logs_dir / "mcp-foundry.log")
         return COMMANDS[args.cmd](foundry, args)
-    except (BuildError, SandboxError, KnowledgeError) as e:
+    except (BuildError, SandboxError, KnowledgeError, GatewayError) as e:
         print(f"mcp-foundry: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -131,15 +151,23 @@ def _log_to_file(path: Path) -> None:
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
     from server.app import build_app
+    from server.gateway import Gateway
     from server.http import check_bind, parse_bind, serve_http
 
     bind = parse_bind(args.http) if args.http else None
     if bind:
         check_bind(bind[0], foundry.settings.http_token)
+    only = _mount_names(args.mount) if args.mount else None
 
     async def run() -> None:
-        async with foundry.runner() as runner:
-            app = build_app(foundry, runner)
+        async with foundry.runner() as runner, \
+                (nullcontext(None) if args.no_mount else Gateway(foundry, only=only)) as gateway:
+            app = build_app(foundry, runner, gateway)
+            if gateway is not None and only:
+                missing = sorted(only - set(gateway.table.mounts))
+                if missing:
+                    print(f"mcp-foundry: not deployed (yet): {', '.join(missing)}; mounted once deployed",
+                          file=sys.stderr)
             if bind:
                 print(f"mcp-foundry: serving streamable HTTP at http://{bind[0]}:{bind[1]}/mcp", file=sys.stderr)
                 await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
@@ -148,6 +176,28 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
 
     anyio.run(run)
     return 0
+
+
+def _mount_names(value: str) -> set[str]:
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    if not names:
+        raise InputError("--mount", f"{value!r} names no server", "NAME[,NAME...], e.g. --mount text_stats,pdf_text")
+    return names
+
+
+def _run(foundry: Foundry, args: argparse.Namespace) -> int:
+    """Replace this process with the sandboxed server: its stdio is the client's, nothing in between."""
+    from builder import deploy
+    from sandbox.run import launcher_env
+    from server.gateway.launch import sandboxed_argv
+
+    manifest = deploy.get_server(foundry.settings.servers_dir, args.name, args.version)
+    argv, _ = sandboxed_argv(manifest, foundry.settings, foundry.backend)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Nothing of this process but stdio may reach the sandbox: an open job store or log file would be inherited.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 4096)
+    os.execvpe(argv[0], argv, launcher_env())
 
 
 def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
@@ -253,11 +303,36 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     print(f"  LLM provider:  {provider.name if provider else missing}")
     print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
     print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
+    _doctor_mounts(foundry)
     print("settings:")
     for k, v in foundry.settings.public().items():
         var = ENV_VARS.get(k, "")
         print(f"  {k:<20} {v!s:<50} {var}")
     return 0
+
+
+def _doctor_mounts(foundry: Foundry) -> None:
+    from server.gateway.launch import resolve_secrets
+    from server.gateway.mounts import scan
+
+    table = scan(foundry.settings.servers_dir)
+    print("mounted servers (what `serve` serves, sandboxed; `serve --mount/--no-mount` narrows it):")
+    if not table.mounts and not table.skipped:
+        print("  none deployed")
+    for m in table.mounts.values():
+        needs = ["network" if m.manifest.needs_network else "no network"]
+        if m.manifest.secrets:
+            try:
+                resolve_secrets(m.manifest, foundry.settings.secrets_file)
+                needs.append(f"secrets {', '.join(m.manifest.secrets)} (all set)")
+            except GatewayError:
+                needs.append(f"secrets {', '.join(m.manifest.secrets)} (NOT all set: it will not start)")
+        print(f"  {m.name:<24} v{m.version:<5} {len(m.tools)} tool(s), {len(m.prompts)} prompt(s); "
+              f"{'; '.join(needs)}")
+        for exposed, original in m.tools.items():
+            print(f"      {exposed}" + (f"  (= {original})" if exposed != f"{m.name}__{original}" else ""))
+    for name, why in table.skipped.items():
+        print(f"  {name:<24} not mounted: {why}")
 
 
 def _build(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -274,6 +349,8 @@ def _servers(foundry: Foundry, args: argparse.Namespace) -> int:
     from builder import deploy
 
     root = foundry.settings.servers_dir
+    if args.action == "add":
+        return _servers_add(foundry, args)
     if args.action == "list":
         servers = deploy.list_servers(root)
         if not servers:
@@ -285,14 +362,43 @@ def _servers(foundry: Foundry, args: argparse.Namespace) -> int:
         print(f"mcp-foundry: error: servers {args.action} needs a NAME", file=sys.stderr)
         return 2
     if args.action == "show":
+        from server.gateway.mounts import details
+
         info = deploy.get_server(root, args.name, args.version)
-        print(json.dumps(info.model_dump(mode="json"), indent=2))
+        print(json.dumps({**info.model_dump(mode="json"), **details(info, root)}, indent=2))
     elif args.action == "rollback":
         print(f"{args.name}: current version is now {deploy.rollback_server(root, args.name, args.version).version}")
+        print(deploy.state_note(root, args.name, "rollback"))
     else:
         removed = deploy.remove_server(root, args.name, args.version)
         print(f"removed {args.name} {', '.join(removed)}")
+        print(deploy.state_note(root, args.name, "remove"))
     return 0
+
+
+def _servers_add(foundry: Foundry, args: argparse.Namespace) -> int:
+    from builder.adopt import AdoptReport
+    from builder.params import deploy_params
+
+    if not args.name or not args.as_name:
+        raise InputError("servers add", "needs the server directory and --name",
+                         "mcp-foundry servers add PATH --name NAME [--network] [--secret VAR]")
+    params = deploy_params(args.name, args.as_name, args.network, args.secret or None, args.description)
+    foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
+    job = run_job(foundry, "deploy", params, quiet=args.json)
+    return _print_outcome(job, args.json, lambda r: _render_adopt(AdoptReport.model_validate(r)))
+
+
+def _render_adopt(r: Any) -> str:
+    if not r.ok:
+        return f"NOT DEPLOYED: {r.name}: {r.error}"
+    d = r.deployment
+    assert d is not None
+    lines = [f"DEPLOYED {d.name} v{d.version} at {d.directory}",
+             f"  served by `mcp-foundry serve` as {d.name}__<tool>; alone, sandboxed: mcp-foundry run {d.name}",
+             f"  network: {'yes' if r.needs_network else 'no'}; secrets: {', '.join(r.secrets) or 'none'}",
+             f"  stored as case {r.case_id}", *(f"  note: {n}" for n in r.notes)]
+    return "\n".join(lines)
 
 
 def _search(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -339,7 +445,7 @@ WEAK_MATCH = 0.3
 """A top search score below this is reported as no close match."""
 
 COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
-    "serve": _serve, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
+    "serve": _serve, "run": _run, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
     "servers": _servers, "search": _search, "library": _library, "envs": _envs,
 }
 
