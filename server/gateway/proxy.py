@@ -147,6 +147,8 @@ class Gateway:
                                             ("resources", old.resources + old.templates,
                                              table.resources + table.templates),
                                             ("prompts", old.prompts, table.prompts)) if a != b}
+        if {(m.name, m.identity) for m in old.mounts.values()} != {(m.name, m.identity) for m in table.mounts.values()}:
+            changed.add("tools")  # another version answers now (a rollback), even when its definitions read the same
         if changed:
             log.info("mounted: %s (%s changed)", ", ".join(f"{m.name} v{m.version}" for m in table.mounts.values())
                      or "nothing", ", ".join(sorted(changed)))
