@@ -286,3 +286,46 @@ def test_servers_add_refuses_bad_input_before_any_job(deployed):
         assert run.returncode == 2 and field in run.stderr, run.stderr
     assert store.list() == jobs_before
     assert deploy.list_servers(deployed / "servers")[1].versions == ["1", "2"]  # lab as it was
+
+
+def test_http_sessions_hear_of_a_deploy_and_a_removal_made_by_another_process(deployed):
+    from builder.draft import ServerDraft
+    from tests.server.test_http import _start
+
+    servers = deployed / "servers"
+    lab = deploy.get_server(servers, "lab", "1")
+    proc, url = _start(deployed, MCP_FOUNDRY_MOUNT_POLL="0.2")
+
+    async def main():
+        legacy_heard, modern_events = Heard(), []
+        async with Client(url, mode="legacy", message_handler=legacy_heard, cache=None) as legacy, \
+                Client(url, cache=None) as modern:
+
+            async def listen():
+                async with modern.listen(tools_list_changed=True) as sub:
+                    async for event in sub:
+                        modern_events.append(event)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listen)
+                await anyio.sleep(0.5)
+                # Deployed by this test process, as a worker or the CLI would: only the servers directory changes.
+                deploy.deploy(servers, "lab2", ServerDraft.read_from(Path(lab.directory)), env_path=Path(lab.env_path),
+                              tools=lab.tools, validation=lab.validation)
+                await legacy_heard.wait_for("notifications/tools/list_changed")
+                assert "lab2__instance" in [t.name for t in (await legacy.list_tools()).tools]
+                assert value(await modern.call_tool("lab2__echo", {"text": "over http"})) == "over http"
+                legacy_heard.reset()
+                deploy.remove_server(servers, "lab2")
+                await legacy_heard.wait_for("notifications/tools/list_changed")
+                assert not [t for t in (await modern.list_tools()).tools if t.name.startswith("lab2__")]
+                with anyio.fail_after(10):
+                    while len(modern_events) < 2:  # the 2026-07-28 session heard both on its listen stream
+                        await anyio.sleep(0.1)
+                tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    finally:
+        proc.terminate()
+        proc.wait(10)
