@@ -73,23 +73,10 @@ class ServerProcess:
         self._tg = task_group
         self._life: _Life | None = None
         self._start_lock = anyio.Lock()
-        self.starts = 0
-        """How many times the process was started (each start a new sandbox)."""
 
     @property
     def label(self) -> str:
         return f"{self.mount.name} v{self.mount.version}"
-
-    @property
-    def warm(self) -> bool:
-        """True while a started process is running."""
-        return self._life is not None and self._life.usable
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of the running sandbox launcher (its process tree holds the server), or None."""
-        life = self._life
-        return life.io.process.pid if life is not None and life.usable and life.io.process is not None else None
 
     # -- calls ---------------------------------------------------------------------------------------------------
     async def call_tool(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
@@ -132,7 +119,9 @@ class ServerProcess:
             if e.error.code != types.CONNECTION_CLOSED:  # an error the server answered: it still runs
                 raise GatewayError(f"{self.label}: {what} failed: {e}") from None
             raise await self._ended_error(life, what) from None
-        except Exception as e:  # a broken pipe, a malformed answer: the session is no longer trustworthy
+        except RuntimeError as e:  # the SDK refused the answer (structured content against the output schema)
+            raise GatewayError(f"{self.label}: {what} answered wrongly: {e}") from None
+        except Exception as e:  # a broken pipe, a malformed message: the session is no longer trustworthy
             if life.usable:
                 life.end(f"{what} broke the session ({type(e).__name__})")
             raise GatewayError(f"{self.label}: {what} failed: {type(e).__name__}: {str(e)[:300]}; the server was "
@@ -179,7 +168,6 @@ class ServerProcess:
             except BaseException:
                 self._life = None
                 raise
-            self.starts += 1
             return life
 
     async def _run(self, life: _Life, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -81,10 +81,6 @@ class Gateway:
         """True when `name` is a mounted prompt."""
         return name in self.table.prompt_index
 
-    def process(self, server: str) -> ServerProcess | None:
-        """The process object of a mounted server (it may not be running)."""
-        return self._processes.get(server)
-
     # -- what the face forwards ------------------------------------------------------------------------------------
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         """Call a mounted tool by its exposed name."""
