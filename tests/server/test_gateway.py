@@ -276,14 +276,16 @@ def test_no_mount_serves_only_the_foundrys_own_tools(deployed):
     assert "deploy_server" in names and not [n for n in names if "__" in n]
 
 
-def test_servers_add_refuses_bad_input_before_any_job(deployed):
+def test_bad_input_to_servers_add_and_run_is_refused_before_anything_runs(deployed):
     store = JobStore(deployed / "jobs.sqlite3")
     jobs_before = store.list()
     runs = [cli(deployed, "servers", "add", str(FIXTURES / "lab_server")),
             cli(deployed, "servers", "add", str(FIXTURES / "lab_server"), "--name", "lab",
-                "--secret", "MCP_FOUNDRY_HTTP_TOKEN")]
-    for run, field in zip(runs, ("--name", "secrets"), strict=True):
+                "--secret", "MCP_FOUNDRY_HTTP_TOKEN"),
+            cli(deployed, "run", "lab", "--version", "9")]
+    for run, field in zip(runs, ("--name", "secrets", "version"), strict=True):
         assert run.returncode == 2 and field in run.stderr, run.stderr
+    assert "one of 1, 2" in runs[2].stderr and runs[2].stdout == ""  # nothing on the protocol channel
     assert store.list() == jobs_before
     assert deploy.list_servers(deployed / "servers")[1].versions == ["1", "2"]  # lab as it was
 
