@@ -244,8 +244,13 @@ def test_failures_are_clear_and_the_next_call_works(deployed):
                 for i in range(100):
                     tg.start_soon(one, i)
             assert answers == {i: f"call {i}" for i in range(100)}
+            assert foundry_children_running(LAB_PROCESS)  # warm
 
     anyio.run(main)
+    deadline = time.monotonic() + 10
+    while foundry_children_running(LAB_PROCESS) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not foundry_children_running(LAB_PROCESS)  # serve's end stopped its servers too
 
 
 def test_a_sixty_character_tool_name_gets_a_valid_stable_short_name(deployed):
