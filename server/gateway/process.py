@@ -220,7 +220,8 @@ class ServerProcess:
     async def _watch_idle(self, life: _Life) -> None:
         idle = self.settings.idle_timeout_s
         while True:
-            await anyio.sleep(max(0.05, life.last_used + idle - time.monotonic()))
-            if life.inflight == 0 and time.monotonic() - life.last_used >= idle:
+            left = life.last_used + idle - time.monotonic()
+            if left <= 0 and life.inflight == 0:
                 life.end(f"it was idle for {idle:g} s")
                 return
+            await anyio.sleep(left if left > 0 else idle)  # a long call in flight: look again later
