@@ -185,8 +185,10 @@ def test_state_survives_an_idle_stop_a_restart_and_a_rollback(deployed):
             first = value(await client.call_tool("lab__increment", {}))
             assert value(await client.call_tool("lab__increment", {})) == first + 1
             before = value(await client.call_tool("lab__instance", {}))
-            await anyio.sleep(2.5)  # idle past the timeout: the server is stopped
-            assert not foundry_children_running(LAB_PROCESS)
+            assert foundry_children_running(LAB_PROCESS)
+            with anyio.fail_after(15):  # idle past the timeout: the server is stopped
+                while foundry_children_running(LAB_PROCESS):
+                    await anyio.sleep(0.1)
             assert value(await client.call_tool("lab__instance", {})) != before  # started again
             assert value(await client.call_tool("lab__increment", {})) == first + 2  # its SQLite file was kept
 
