@@ -30,7 +30,7 @@ ENV_VARS: dict[str, str] = {
     "embedding_model": "MCP_FOUNDRY_EMBEDDING_MODEL",
     "env_cache_dir": "MCP_FOUNDRY_ENV_CACHE",
     "init_timeout_s": "MCP_FOUNDRY_INIT_TIMEOUT",
-    "call_timeout_s": "MCP_FOUNDRY_CALL_TIMEOUT",
+    "case_timeout_s": "MCP_FOUNDRY_CASE_TIMEOUT",
     "sandbox_disk_mb": "MCP_FOUNDRY_SANDBOX_DISK_MB",
     "sandbox_memory_mb": "MCP_FOUNDRY_SANDBOX_MEMORY_MB",
     "sandbox_processes": "MCP_FOUNDRY_SANDBOX_PROCESSES",
@@ -39,6 +39,10 @@ ENV_VARS: dict[str, str] = {
     "github_token": "MCP_FOUNDRY_GITHUB_TOKEN",
     "pypi_url": "MCP_FOUNDRY_PYPI_URL",
     "github_api_url": "MCP_FOUNDRY_GITHUB_API_URL",
+    "idle_timeout_s": "MCP_FOUNDRY_IDLE_TIMEOUT",
+    "call_timeout_s": "MCP_FOUNDRY_CALL_TIMEOUT",
+    "output_cap_kb": "MCP_FOUNDRY_OUTPUT_CAP_KB",
+    "mount_poll_s": "MCP_FOUNDRY_MOUNT_POLL",
 }
 
 
@@ -62,8 +66,8 @@ class Settings(BaseModel):
     sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
     init_timeout_s: float = Field(30, gt=0, le=600, description="Seconds a server under test has to answer "
                                   "initialize before it fails with class 'timeout'.")
-    call_timeout_s: float = Field(30, gt=0, le=600, description="Seconds one tool call of a server under test may "
-                                  "take before it fails with class 'timeout'.")
+    case_timeout_s: float = Field(30, gt=0, le=600, description="Seconds one tool call of a server under test (one "
+                                  "case) may take before it fails with class 'timeout'.")
     sandbox_disk_mb: int = Field(512, ge=8, le=1048576, description="MiB a sandbox may write to its work dir and "
                                  "/tmp together (a tmpfs; needs root).")
     sandbox_memory_mb: int = Field(1024, ge=32, le=1048576, description="MiB of memory for a whole sandbox, its "
@@ -81,6 +85,14 @@ class Settings(BaseModel):
     github_token: str | None = Field(None, description="Token for GitHub search during research (optional).")
     pypi_url: str = Field("https://pypi.org", description="Base URL of the PyPI JSON API.")
     github_api_url: str = Field("https://api.github.com", description="Base URL of the GitHub REST API.")
+    idle_timeout_s: float = Field(300, gt=0, le=86400, description="Seconds a mounted server may sit idle before "
+                                  "`serve` stops it (it starts again on the next call).")
+    call_timeout_s: float = Field(50, gt=0, le=3600, description="Seconds one call to a mounted server may take; "
+                                  "past it the call fails and the server is stopped.")
+    output_cap_kb: int = Field(1024, ge=1, le=65536, description="Largest result, in KiB, a mounted server may "
+                               "return for one call.")
+    mount_poll_s: float = Field(1.0, ge=0.05, le=60, description="How often `serve` looks for deploys, rollbacks "
+                                "and removals made by any process, in seconds.")
 
     @property
     def jobs_db(self) -> Path:
@@ -113,6 +125,11 @@ class Settings(BaseModel):
         return self.data_dir / "logs"
 
     @property
+    def secrets_file(self) -> Path:
+        """NAME=value lines: secrets a deployed server may receive when its manifest declares them."""
+        return self.data_dir / "secrets.env"
+
+    @property
     def work_dir(self) -> Path:
         """Scratch space for job work directories."""
         return self.data_dir / "work"
@@ -128,7 +145,7 @@ class Settings(BaseModel):
         values: dict[str, Any] = {
             "disk_mb": self.sandbox_disk_mb, "sandbox_memory_mb": self.sandbox_memory_mb,
             "processes": self.sandbox_processes, "cpus": self.sandbox_cpus, "cgroups": self.sandbox_cgroups == "auto",
-            "wall_seconds": max(120.0, self.init_timeout_s + 2 * self.call_timeout_s),
+            "wall_seconds": max(120.0, self.init_timeout_s + 2 * self.case_timeout_s),
         }
         return Limits(**{**values, **overrides})
 

@@ -1,10 +1,15 @@
 """Deploy: servers/<name>/<version>/ with the files, a manifest, a client config snippet and a `current` pointer.
 
 A deployed server runs in a hard-linked copy of the dependency environment it was
-validated in (<version>/.venv, used by the client config snippet), so what was tested is
-exactly what runs, and pruning the env cache never breaks a deployed server. Versions are
-integers counted up per name; a rebuild adds a version and keeps the old ones,
-`rollback_server` moves the pointer.
+validated in (<version>/.venv), so what was tested is exactly what runs, and pruning the
+env cache never breaks a deployed server. Versions are integers counted up per name; a
+rebuild adds a version and keeps the old ones, `rollback_server` moves the pointer.
+Every version of a name shares one writable state dir (servers/<name>/state/), so data a
+server keeps survives restarts, new versions and rollbacks; removing every version removes it.
+
+Every change (deploy, rollback, removal) rewrites servers/.generation while the name's lock
+is held, so a process serving the deployed servers sees changes made by any other process.
+The client config snippet runs the server sandboxed through `mcp-foundry run NAME`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +39,11 @@ MANIFEST = "manifest.json"
 CLIENT_CONFIG = "client_config.json"
 CURRENT = "current"
 VENV = ".venv"
+STATE = "state"
+GENERATION = ".generation"
+FOUNDRY_CREDENTIALS = ("MCP_FOUNDRY_LLM_API_KEY", "OPENAI_API_KEY", "MCP_FOUNDRY_HTTP_TOKEN",
+                       "MCP_FOUNDRY_GITHUB_TOKEN")
+"""The foundry's own credentials: never declarable as a deployed server's secret."""
 
 
 class Registration(BaseModel):
@@ -60,8 +72,17 @@ class Manifest(BaseModel):
     env_path: str = ""
     """The version's own venv, linked from the environment it was validated in."""
     command: list[str] = Field(default_factory=list)
-    """The exact command line that runs the server over stdio."""
+    """The exact command line that runs the server over stdio, unsandboxed."""
+    needs_network: bool = False
+    """The server may use the network when it runs (manifests written before this field: no network)."""
+    secrets: list[str] = Field(default_factory=list)
+    """Environment variables the server receives when it runs, taken from the foundry's environment or the data
+    dir's secrets.env; nothing else of that environment reaches it."""
     client_config: dict[str, Any] = Field(default_factory=dict)
+    """For a client's mcpServers: runs the server in the sandbox (`mcp-foundry run NAME`), current version."""
+    unsandboxed_client_config: dict[str, Any] = Field(default_factory=dict)
+    """UNSANDBOXED: runs the code directly, with your user's files, environment and network; for those who choose
+    it."""
     validation: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     reused_case_id: str | None = None
@@ -101,9 +122,56 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def client_config(name: str, python: Path, server_py: Path) -> dict[str, Any]:
-    """The snippet a client such as Claude Desktop puts under mcpServers."""
+def foundry_command() -> list[str]:
+    """How a client starts this mcp-foundry: its console script beside the interpreter, else `python -m server.cli`."""
+    script = Path(sys.executable).with_name("mcp-foundry")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "server.cli"]
+
+
+def client_config(name: str, servers_dir: Path) -> dict[str, Any]:
+    """The snippet a client such as Claude Desktop puts under mcpServers: the current version, sandboxed."""
+    command = foundry_command()
+    return {"mcpServers": {name: {"command": command[0], "args": [*command[1:], "--data-dir",
+                                                                   str(servers_dir.parent), "run", name]}}}
+
+
+def unsandboxed_client_config(name: str, python: Path, server_py: Path) -> dict[str, Any]:
+    """A snippet that runs the code directly, outside the sandbox (labelled so wherever it is shown)."""
     return {"mcpServers": {name: {"command": str(python), "args": [str(server_py)]}}}
+
+
+def state_dir(servers_dir: Path, name: str) -> Path:
+    """The one writable, persistent directory every version of `name` runs in."""
+    return servers_dir / name / STATE
+
+
+def check_secret_names(names: list[str]) -> list[str]:
+    """Declared secret names, checked: environment variable names, never one of the foundry's own credentials."""
+    for n in names:
+        if not isinstance(n, str) or not n or not (n[0].isalpha() or n[0] == "_") \
+                or not n.replace("_", "").isalnum() or not n.isascii():
+            raise InputError("secrets", f"{n!r} is not an environment variable name",
+                             "names of letters, digits and '_', not starting with a digit, e.g. WEATHER_API_KEY")
+        if n in FOUNDRY_CREDENTIALS or n.startswith("MCP_FOUNDRY_"):
+            raise InputError("secrets", f"{n} is the foundry's own configuration or credential",
+                             "a variable meant for this server; the foundry never hands its own credentials on")
+    return sorted(set(names))
+
+
+def bump_generation(servers_dir: Path) -> None:
+    """Record that what is deployed changed: servers/.generation gets a new value (atomic replace)."""
+    servers_dir.mkdir(parents=True, exist_ok=True)
+    tmp = servers_dir / f"{GENERATION}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(f"{time.time_ns()} {uuid.uuid4().hex}\n")
+    tmp.replace(servers_dir / GENERATION)
+
+
+def generation(servers_dir: Path) -> str:
+    """The current value of servers/.generation ("" before the first change)."""
+    try:
+        return (servers_dir / GENERATION).read_text().strip()
+    except OSError:
+        return ""
 
 
 def link_env(source: Path, dest: Path) -> None:
@@ -123,9 +191,11 @@ def link_env(source: Path, dest: Path) -> None:
 
 def deploy(servers_dir: Path, name: str, draft: ServerDraft, *, env_path: Path, summary: str = "",
            request: str = "", tools: list[dict[str, Any]] | None = None, validation: dict[str, Any] | None = None,
-           metrics: dict[str, Any] | None = None, reused_case_id: str | None = None) -> Manifest:
+           metrics: dict[str, Any] | None = None, reused_case_id: str | None = None, needs_network: bool = False,
+           secrets: list[str] | None = None) -> Manifest:
     """Write a new version of `name` with its own venv linked from `env_path`, point `current` at it."""
     _check_name(name)
+    secrets = check_secret_names(list(secrets or []))
     root = servers_dir / name
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".staging-{uuid.uuid4().hex[:8]}"
@@ -142,11 +212,13 @@ def deploy(servers_dir: Path, name: str, draft: ServerDraft, *, env_path: Path, 
                 name=name, version=version, created_at=datetime.now(UTC).isoformat(), directory=str(final),
                 summary=summary, request=request, tools=tools or [], dependencies=draft.requirements(),
                 hashes=draft.hashes(), env_path=str(final / VENV), command=[str(python), str(server_py)],
-                client_config=client_config(name, python, server_py), validation=validation or {},
-                metrics=metrics or {}, reused_case_id=reused_case_id)
+                needs_network=needs_network, secrets=secrets, client_config=client_config(name, servers_dir),
+                unsandboxed_client_config=unsandboxed_client_config(name, python, server_py),
+                validation=validation or {}, metrics=metrics or {}, reused_case_id=reused_case_id)
             _write_manifest(staging, manifest)
             staging.rename(final)
             _set_current(root, version)
+            bump_generation(servers_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -179,7 +251,15 @@ def get_server(servers_dir: Path, name: str, version: str | None = None) -> Mani
     version = version or current_version(servers_dir, name) or versions[-1]
     if version not in versions:
         raise InputError("version", f"{name!r} has no version {version!r}", f"one of {', '.join(versions)}")
-    return Manifest.model_validate_json((root / version / MANIFEST).read_text(encoding="utf-8"))
+    return _upgraded(servers_dir, Manifest.model_validate_json((root / version / MANIFEST).read_text(encoding="utf-8")))
+
+
+def _upgraded(servers_dir: Path, manifest: Manifest) -> Manifest:
+    """A manifest written before the sandboxed snippet existed: its snippet was the unsandboxed one; say so."""
+    if not manifest.unsandboxed_client_config:
+        manifest.unsandboxed_client_config = manifest.client_config
+        manifest.client_config = client_config(manifest.name, servers_dir)
+    return manifest
 
 
 def list_servers(servers_dir: Path) -> list[ServerSummary]:
@@ -197,7 +277,10 @@ def list_servers(servers_dir: Path) -> list[ServerSummary]:
 
 
 def remove_server(servers_dir: Path, name: str, version: str | None = None) -> list[str]:
-    """Remove one version (or every version when None); returns the removed versions."""
+    """Remove one version (or every version when None); returns the removed versions.
+
+    The state dir goes with the last version (see `state_note`); removing one version keeps it.
+    """
     get_server(servers_dir, name, version)
     root = servers_dir / name
     with _locked(root):
@@ -209,7 +292,19 @@ def remove_server(servers_dir: Path, name: str, version: str | None = None) -> l
             shutil.rmtree(root, ignore_errors=True)
         elif current_version(servers_dir, name) not in left:
             _set_current(root, left[-1])
+        bump_generation(servers_dir)
     return victims
+
+
+def state_note(servers_dir: Path, name: str, action: str) -> str:
+    """What `action` ("rollback" or "remove") did to the server's state dir, in words."""
+    path = state_dir(servers_dir, name)
+    if action == "rollback":
+        return (f"state kept: {path} is shared by every version, so the version now current sees the data the "
+                "others wrote")
+    if (servers_dir / name).is_dir():
+        return f"state kept: {path} stays for the remaining versions"
+    return f"state removed: {path} went with the last version"
 
 
 def rollback_server(servers_dir: Path, name: str, version: str | None = None) -> Manifest:
@@ -228,6 +323,7 @@ def rollback_server(servers_dir: Path, name: str, version: str | None = None) ->
         elif version not in versions:
             raise InputError("version", f"{name!r} has no version {version!r}", f"one of {', '.join(versions)}")
         _set_current(root, version)
+        bump_generation(servers_dir)
     return get_server(servers_dir, name, version)
 
 

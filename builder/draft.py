@@ -76,13 +76,27 @@ class ServerDraft(BaseModel):
     @classmethod
     def read_from(cls, directory: Path) -> ServerDraft:
         """Load a draft from a server directory (text files at the top level and one level down)."""
-        files: dict[str, str] = {}
-        for p in sorted(directory.rglob("*")):
-            rel = p.relative_to(directory)
-            if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in rel.parts) \
-                    and rel.name not in ("manifest.json", "client_config.json") and len(rel.parts) <= 2:
-                try:
-                    files[rel.as_posix()] = p.read_text(encoding="utf-8")
-                except UnicodeDecodeError:
-                    continue
-        return cls(files=files)
+        return cls(files=read_files(directory))
+
+
+def read_files(directory: Path) -> dict[str, str]:
+    """The text files of a server directory, top level and one level down (hidden files, caches and the
+    deploy's own manifest files left out).
+
+    The directory is untrusted (a user's own server, a deployed copy): it is walked and read
+    without following links (sandbox.serverdir), so a link planted there never brings a file
+    from outside into a draft, a deployment or the repository. Links are left out.
+    """
+    from sandbox.serverdir import read_bytes, walk
+
+    files: dict[str, str] = {}
+    for entry in walk(directory):
+        rel = entry.rel
+        if entry.kind != "file" or any(part.startswith(".") or part == "__pycache__" for part in rel.parts) \
+                or rel.name in ("manifest.json", "client_config.json") or len(rel.parts) > 2:
+            continue
+        try:
+            files[rel.as_posix()] = read_bytes(directory, rel).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return files

@@ -182,3 +182,38 @@ def _command_line(command: str) -> list[str]:
     if not argv:
         raise InputError("command", "empty command line", accepted)
     return argv
+
+
+def deploy_params(path: str, name: str, needs_network: bool = False, secrets: list[str] | None = None,
+                  description: str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    """Check deploy_server's inputs (a server directory the user wrote) and return the job parameters."""
+    from builder.adopt import server_files
+    from builder.deploy import check_secret_names
+
+    if not isinstance(name, str) or not name or len(name) > 64 or not name[0].isalpha() \
+            or not set(name) <= _IDENT_CHARS:
+        raise InputError("name", f"{name!r} is not a lowercase Python identifier",
+                         "1-64 characters: a lowercase letter, then lowercase letters, digits or '_'")
+    if not isinstance(path, str) or not path.strip():
+        raise InputError("path", "empty", "a directory holding server.py")
+    p = _local_path("path", path, "a directory holding server.py")
+    if not p.is_dir():
+        raise InputError("path", f"{path!r} is not an existing directory", "a directory holding server.py")
+    if not (p / "server.py").is_file():
+        raise InputError("path", f"{p} has no server.py", "a directory whose entry point is server.py")
+    _check_server_dir(p, check_cases=True)
+    server_files(p)  # too many, too large or unreadable files are refused now, not inside the job
+    if not isinstance(needs_network, bool):
+        raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
+    params: dict[str, Any] = {"path": str(p), "name": name, "needs_network": needs_network,
+                              "secrets": check_secret_names(_str_list("secrets", secrets, max_len=100) or [])}
+    if description is not None:
+        if not isinstance(description, str) or not 8 <= len(description.strip()) <= 8000:
+            raise InputError("description", "must say what the server does in 8 to 8000 characters",
+                             "plain words; default: server.py's docstring")
+        params["description"] = description.strip()
+    if timeout_s is not None:
+        if not (isinstance(timeout_s, int | float) and 0 < timeout_s <= 86400):
+            raise InputError("timeout_s", f"{timeout_s!r} seconds", "more than 0 and at most 86400 seconds")
+        params["timeout_s"] = timeout_s
+    return params

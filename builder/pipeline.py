@@ -179,7 +179,7 @@ class _Build:
                                      limits=self.settings.sandbox_limits(
                                          wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))),
                                      init_timeout=self.settings.init_timeout_s,
-                                     call_timeout=self.settings.call_timeout_s)
+                                     call_timeout=self.settings.case_timeout_s)
 
     # -- research and prompt material --------------------------------------------------------------------------
     def researcher(self) -> Any:
@@ -216,7 +216,7 @@ class _Build:
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
-                        init_timeout=self.settings.init_timeout_s, call_timeout=self.settings.call_timeout_s,
+                        init_timeout=self.settings.init_timeout_s, call_timeout=self.settings.case_timeout_s,
                         limits=self.settings.sandbox_limits(),
                         progress=lambda f, m: self.ctx.progress(0.15 + 0.75 * f, "loop", m))
 

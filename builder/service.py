@@ -101,7 +101,12 @@ class Foundry:
 
             return await run_seed(ctx, self)
 
-        return {"validate": self._validate, "build": build, "seed": seed}
+        async def adopt(ctx: JobContext) -> Any:
+            from builder.adopt import run_adopt
+
+            return await run_adopt(ctx, self)
+
+        return {"validate": self._validate, "build": build, "seed": seed, "deploy": adopt}
 
     def runner(self) -> JobRunner:
         """A job runner over this foundry's store and handlers (enter it with `async with`)."""

@@ -66,7 +66,7 @@ async def _validate(foundry: Foundry, target: Any, env: Any, cases: list[Any] | 
     settings = foundry.settings
     return await validate_server(target, backend=foundry.backend, env=env, cases=cases, network=network, log=log,
                                  progress=lambda f, m: progress(0.1 + 0.9 * f, m), limits=settings.sandbox_limits(),
-                                 init_timeout=settings.init_timeout_s, call_timeout=settings.call_timeout_s)
+                                 init_timeout=settings.init_timeout_s, call_timeout=settings.case_timeout_s)
 
 
 async def run_validation(ctx: JobContext, foundry: Foundry) -> dict[str, Any]:

@@ -111,8 +111,8 @@ class SuccessCase(BaseModel):
     """When the case was last stored or changed (UTC)."""
     times_reused: int = Field(default=0, ge=0)
     """How many builds were answered from this case."""
-    source: Literal["starter", "build"] = "build"
-    """Whether the case ships with the package or came from a build."""
+    source: Literal["starter", "build", "user"] = "build"
+    """Whether the case ships with the package, came from a build, or is a server a user wrote and deployed."""
 
     @field_validator("server_name")
     @classmethod
@@ -167,7 +167,7 @@ class SearchFilters(BaseModel):
     """The case's validation pass rate must be at least this (0..1)."""
     server_name: str | None = None
     """The case's server name must equal this."""
-    source: Literal["starter", "build"] | None = None
+    source: Literal["starter", "build", "user"] | None = None
     """Only cases from this source."""
     verdict: Literal["passed", "partial", "failed"] | None = None
     """Only cases with this verdict."""

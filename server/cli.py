@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from builder.params import validation_params
 from builder.service import Foundry
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
+from server.cli_servers import print_mounts, run_server, servers
+from server.gateway.errors import GatewayError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
                    "(HOST defaults to 127.0.0.1; any other address needs a token)")
     s.add_argument("--token", help=f"bearer token for HTTP (env {ENV_VARS['http_token']})")
+    mount = s.add_mutually_exclusive_group()
+    mount.add_argument("--no-mount", action="store_true", help="serve only the foundry's own tools, none of the "
+                       "deployed servers'")
+    mount.add_argument("--mount", metavar="NAME[,NAME...]", help="serve only these deployed servers' tools "
+                       "(default: every deployed server, sandboxed)")
+
+    r = sub.add_parser("run", help="run one deployed server over stdio, in the sandbox (what the client config "
+                       "snippets use)")
+    r.add_argument("name", help="a deployed server's name, as `servers list` prints it")
+    r.add_argument("--version", help="a version number (default: the current one)")
 
     v = sub.add_parser("validate", help="validate an MCP server directory in the sandbox and print the report")
     v.add_argument("path", nargs="?", help="server directory holding server.py")
@@ -67,11 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout", type=float, help="build timeout in seconds")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
 
-    sv = sub.add_parser("servers", help="list deployed servers, show one, roll back or remove")
-    sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "rollback", "remove"])
-    sv.add_argument("name", nargs="?", help="a deployed server's name, as `servers list` prints it")
+    sv = sub.add_parser("servers", help="list deployed servers, show one, add your own, roll back or remove")
+    sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "add", "rollback", "remove"])
+    sv.add_argument("name", nargs="?", metavar="NAME|PATH", help="a deployed server's name, as `servers list` "
+                    "prints it; for add: the server directory (holding server.py)")
     sv.add_argument("--version", help="show: default current; rollback: default the one before current; "
-                    "remove: default EVERY version")
+                    "remove: default EVERY version (and the state dir)")
+    sv.add_argument("--name", dest="as_name", metavar="N", help="add: the name to deploy it under (a lowercase "
+                    "Python identifier)")
+    sv.add_argument("--network", action="store_true", help="add: the server needs the network")
+    sv.add_argument("--secret", action="append", default=[], metavar="VAR", help="add: an environment variable "
+                    "it receives when it runs, from this environment or <data dir>/secrets.env (repeatable)")
+    sv.add_argument("--description", help="add: what it does, for search (default: server.py's docstring)")
+    sv.add_argument("--json", action="store_true", help="add: print the job's report as JSON")
 
     se = sub.add_parser("search", help="search the knowledge repository")
     se.add_argument("query", help="what you need, in plain words")
@@ -103,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"environment cache {ENV_VARS['env_cache_dir']} too)") from None
         _log_to_file(foundry.settings.logs_dir / "mcp-foundry.log")
         return COMMANDS[args.cmd](foundry, args)
-    except (BuildError, SandboxError, KnowledgeError) as e:
+    except (BuildError, SandboxError, KnowledgeError, GatewayError) as e:
         print(f"mcp-foundry: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -131,15 +152,23 @@ def _log_to_file(path: Path) -> None:
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
     from server.app import build_app
+    from server.gateway import Gateway
     from server.http import check_bind, parse_bind, serve_http
 
     bind = parse_bind(args.http) if args.http else None
     if bind:
         check_bind(bind[0], foundry.settings.http_token)
+    only = _mount_names(args.mount) if args.mount else None
 
     async def run() -> None:
-        async with foundry.runner() as runner:
-            app = build_app(foundry, runner)
+        async with foundry.runner() as runner, \
+                (nullcontext(None) if args.no_mount else Gateway(foundry, only=only)) as gateway:
+            app = build_app(foundry, runner, gateway)
+            if gateway is not None and only:
+                missing = sorted(only - set(gateway.table.mounts))
+                if missing:
+                    print(f"mcp-foundry: not deployed (yet): {', '.join(missing)}; mounted once deployed",
+                          file=sys.stderr)
             if bind:
                 print(f"mcp-foundry: serving streamable HTTP at http://{bind[0]}:{bind[1]}/mcp", file=sys.stderr)
                 await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
@@ -148,6 +177,13 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
 
     anyio.run(run)
     return 0
+
+
+def _mount_names(value: str) -> set[str]:
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    if not names:
+        raise InputError("--mount", f"{value!r} names no server", "NAME[,NAME...], e.g. --mount text_stats,pdf_text")
+    return names
 
 
 def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
@@ -254,6 +290,7 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     print(f"  LLM provider:  {provider.name if provider else missing}")
     print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
     print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
+    print_mounts(foundry)
     print("settings:")
     for k, v in foundry.settings.public().items():
         var = ENV_VARS.get(k, "")
@@ -280,31 +317,6 @@ def _build(foundry: Foundry, args: argparse.Namespace) -> int:
                           timeout_s=args.timeout)
     job = run_job(foundry, "build", params, timeout_s=args.timeout, quiet=args.json)
     return _print_outcome(job, args.json, lambda r: BuildReport.model_validate(r).render())
-
-
-def _servers(foundry: Foundry, args: argparse.Namespace) -> int:
-    from builder import deploy
-
-    root = foundry.settings.servers_dir
-    if args.action == "list":
-        servers = deploy.list_servers(root)
-        if not servers:
-            print("no deployed servers")
-        for s in servers:
-            print(f"{s.name:<30} current {s.current:<8} versions {', '.join(s.versions)}")
-        return 0
-    if not args.name:
-        print(f"mcp-foundry: error: servers {args.action} needs a NAME", file=sys.stderr)
-        return 2
-    if args.action == "show":
-        info = deploy.get_server(root, args.name, args.version)
-        print(json.dumps(info.model_dump(mode="json"), indent=2))
-    elif args.action == "rollback":
-        print(f"{args.name}: current version is now {deploy.rollback_server(root, args.name, args.version).version}")
-    else:
-        removed = deploy.remove_server(root, args.name, args.version)
-        print(f"removed {args.name} {', '.join(removed)}")
-    return 0
 
 
 def _search(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -351,8 +363,8 @@ WEAK_MATCH = 0.3
 """A top search score below this is reported as no close match."""
 
 COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
-    "serve": _serve, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
-    "servers": _servers, "search": _search, "library": _library, "envs": _envs,
+    "serve": _serve, "run": run_server, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
+    "servers": servers, "search": _search, "library": _library, "envs": _envs,
 }
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from builder.errors import BuildError
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
+from server.gateway.errors import GatewayError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-KNOWN_ERRORS = (BuildError, SandboxError, KnowledgeError)
+KNOWN_ERRORS = (BuildError, SandboxError, KnowledgeError, GatewayError)
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

@@ -1,4 +1,4 @@
-"""Build tools: request_build and the deployed-server tools (list, get, remove, roll back)."""
+"""Build tools: request_build, deploy_server and the deployed-server tools (list, get, remove, roll back)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from builder import deploy
 from builder.jobs import JobRunner
 from builder.service import Foundry
 from server.errors import tool_errors
+from server.gateway import Gateway
+from server.gateway.mounts import details
 from server.models import JobTicket
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
@@ -33,11 +35,32 @@ class Removed(BaseModel):
 
     name: str
     removed_versions: list[str]
+    state: str = Field(description="What happened to the server's state dir.")
 
 
-def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
+class ServerDetails(deploy.Manifest):
+    """A deployed version's manifest, and how it appears on this foundry's face."""
+
+    exposed_tools: dict[str, str] = Field(description="The server's tool name -> the name it is called by here "
+                                          "(<server>__<tool>, shortened with a stable hash past 64 characters).")
+    exposed_prompts: dict[str, str] = Field(description="The server's prompt name -> the name it has here.")
+    resource_prefix: str = Field(description="Its resources' URIs here are this prefix + the server's own URI.")
+    state_dir: str = Field(description="Its one writable, persistent directory, shared by every version.")
+    mounted: bool | None = Field(description="Whether this foundry serves it now (null: mounting is off).")
+
+
+class RolledBack(ServerDetails):
+    """The version now current, and what happened to the state dir."""
+
+    state: str
+
+
+def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gateway | None = None) -> None:
     """Add the build and deployed-server tools to `app`."""
     servers_dir = foundry.settings.servers_dir
+
+    def with_details(manifest: deploy.Manifest) -> dict[str, Any]:
+        return {**manifest.model_dump(), **details(manifest, servers_dir, gateway.table if gateway else None)}
 
     @app.tool(title="Build an MCP server",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
@@ -79,6 +102,34 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
                          next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=120)")
 
+    @app.tool(title="Deploy a server you wrote",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
+    @tool_errors
+    async def deploy_server(
+        path: Annotated[str, Field(min_length=1, max_length=4096, description="A server directory you wrote, "
+                                   "holding server.py (and requirements.txt or pyproject.toml; cases.json is run "
+                                   "when present).")],
+        name: Annotated[str, Field(min_length=1, max_length=64, description="The name to deploy it under: a "
+                                   "lowercase Python identifier. An existing name gets a new version.")],
+        needs_network: Annotated[bool, Field(description="The server needs the network (when validated and when "
+                                             "it runs).")] = False,
+        secrets: Annotated[list[str] | None, Field(max_length=30, description="Environment variables it receives "
+                                                   "when it runs, from the foundry's environment or the data dir's "
+                                                   "secrets.env (names only).")] = None,
+        description: Annotated[str | None, Field(max_length=8000, description="What it does, for search; default: "
+                                                 "server.py's docstring.")] = None,
+    ) -> JobTicket:
+        """Vet and deploy a server directory you wrote: the validator and security scan a build passes, then a new
+        version, a case in the repository, and its tools served here at once; returns a job id at once."""
+        from builder.params import deploy_params
+
+        params = deploy_params(path, name, needs_network, secrets, description)
+        foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
+        job = runner.submit("deploy", params)
+        return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
+                         next=f"build_result(job_id='{job.id}', wait_s=120); then its tools are listed as "
+                              f"{name}__<tool>")
+
     @app.tool(title="List deployed servers",
               annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
@@ -89,25 +140,30 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     @app.tool(title="Deployed server details",
               annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
-    async def get_server(name: Name, version: Version = None) -> deploy.Manifest:
-        """A deployed server's manifest: tools, dependencies, hashes, validation, and the client config snippet."""
-        return deploy.get_server(servers_dir, name, version)
+    async def get_server(name: Name, version: Version = None) -> ServerDetails:
+        """A deployed server's manifest (tools, dependencies, hashes, validation, the client config snippet) and the
+        names its tools, prompts and resources have here."""
+        return ServerDetails.model_validate(with_details(deploy.get_server(servers_dir, name, version)))
 
     @app.tool(title="Remove a deployed server",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False,
                                           openWorldHint=False))
     @tool_errors
     async def remove_server(name: Name, version: Version = None) -> Removed:
-        """Remove one version of a deployed server, or all of its versions when no version is given."""
-        return Removed(name=name, removed_versions=deploy.remove_server(servers_dir, name, version))
+        """Remove one version of a deployed server, or all of its versions (and its state dir) when no version is
+        given."""
+        removed = deploy.remove_server(servers_dir, name, version)
+        return Removed(name=name, removed_versions=removed, state=deploy.state_note(servers_dir, name, "remove"))
 
     @app.tool(title="Roll back a deployed server",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True,
                                           openWorldHint=False))
     @tool_errors
-    async def rollback_server(name: Name, version: Version = None) -> deploy.Manifest:
-        """Make an older version current (the one before the current version by default)."""
-        return deploy.rollback_server(servers_dir, name, version)
+    async def rollback_server(name: Name, version: Version = None) -> RolledBack:
+        """Make an older version current (the one before the current version by default); its state dir is kept."""
+        manifest = deploy.rollback_server(servers_dir, name, version)
+        return RolledBack.model_validate({**with_details(manifest),
+                                          "state": deploy.state_note(servers_dir, name, "rollback")})
 
 
 def _client_model(ctx: Context) -> Any:

@@ -48,7 +48,7 @@ def register(app: MCPServer, foundry: Foundry) -> None:
         limit: Annotated[int, Field(ge=1, le=20, description="At most this many hits.")] = 5,
         filters: Annotated[dict[str, Any] | None, Field(description="Optional: dependency (package name), "
                                                         "min_validation_pass (0..1), server_name, source "
-                                                        "('starter' or 'build'), verdict.")] = None,
+                                                        "('starter', 'build' or 'user'), verdict.")] = None,
     ) -> SearchResults:
         """Search the stored, verified servers by meaning, words, tool features and dependencies."""
         from pydantic import ValidationError

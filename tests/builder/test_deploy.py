@@ -50,8 +50,14 @@ def test_manifest_records_hashes_command_and_client_config(tmp_path, env):
     d = Path(m.directory)
     assert m.hashes["server.py"] == hashlib.sha256((d / "server.py").read_bytes()).hexdigest()
     assert m.command == [str(d / ".venv" / "bin" / "python"), str(d / "server.py")]
-    assert json.loads((d / "client_config.json").read_text()) == {
+    # The snippet clients get runs the current version in the sandbox; the direct command is labelled unsandboxed.
+    snippet = json.loads((d / "client_config.json").read_text())["mcpServers"]["text_stats"]
+    assert snippet["args"][-4:] == ["--data-dir", str(tmp_path), "run", "text_stats"]
+    assert Path(snippet["command"]).name in ("mcp-foundry", "python") and snippet == m.client_config["mcpServers"][
+        "text_stats"]
+    assert m.unsandboxed_client_config == {
         "mcpServers": {"text_stats": {"command": m.command[0], "args": [m.command[1]]}}}
+    assert (m.needs_network, m.secrets) == (False, [])
     assert deploy.get_server(tmp_path / "servers", "text_stats") == m
     # The version's own venv is a hard-linked copy: same inode, and the env cache's marker is left out.
     assert (d / ".venv" / "lib.txt").stat().st_ino == (env / "lib.txt").stat().st_ino
@@ -80,6 +86,52 @@ def test_remove_one_version_or_all(tmp_path, env):
     assert deploy.current_version(servers, "text_stats") == "1"  # the pointer left the removed version
     assert deploy.remove_server(servers, "text_stats") == ["1"]
     assert deploy.list_servers(servers) == [] and not (servers / "text_stats").exists()
+
+
+def test_every_change_moves_the_generation_and_state_is_shared_until_the_last_version_goes(tmp_path, env):
+    servers = tmp_path / "servers"
+    seen = [deploy.generation(servers)]
+    for change in (lambda: ship(servers, env, "v1"), lambda: ship(servers, env, "v2"),
+                   lambda: deploy.rollback_server(servers, "text_stats"),
+                   lambda: deploy.remove_server(servers, "text_stats", "2")):
+        change()
+        seen.append(deploy.generation(servers))
+    assert len(set(seen)) == len(seen) and seen[0] == ""  # each change, in whatever process, leaves a new value
+    state = deploy.state_dir(servers, "text_stats")
+    state.mkdir()
+    (state / "data.db").write_text("kept")
+    assert "state kept" in deploy.state_note(servers, "text_stats", "rollback")
+    ship(servers, env, "v3")
+    deploy.remove_server(servers, "text_stats", "1")
+    assert "state kept" in deploy.state_note(servers, "text_stats", "remove") and (state / "data.db").exists()
+    assert [s.name for s in deploy.list_servers(servers)] == ["text_stats"]  # the state dir is no version
+    deploy.remove_server(servers, "text_stats")
+    assert "state removed" in deploy.state_note(servers, "text_stats", "remove") and not state.exists()
+
+
+def test_declared_secrets_are_variable_names_and_never_the_foundrys_own(tmp_path, env):
+    files = dict(FILES)
+    m = deploy.deploy(tmp_path / "servers", "weather", ServerDraft(files=files), env_path=env, needs_network=True,
+                      secrets=["WEATHER_API_KEY", "WEATHER_API_KEY", "REGION"])
+    assert (m.needs_network, m.secrets) == (True, ["REGION", "WEATHER_API_KEY"])
+    for bad in ("OPENAI_API_KEY", "MCP_FOUNDRY_LLM_API_KEY", "MCP_FOUNDRY_ANYTHING", "1ABC", "A-B", ""):
+        with pytest.raises(InputError) as e:
+            deploy.deploy(tmp_path / "servers", "weather", ServerDraft(files=files), env_path=env, secrets=[bad])
+        assert e.value.field == "secrets", bad
+    assert deploy.list_servers(tmp_path / "servers")[0].versions == ["1"]  # refused deploys left nothing
+
+
+def test_a_manifest_written_before_sandboxed_snippets_reads_as_unsandboxed_with_a_sandboxed_snippet(tmp_path, env):
+    m = ship(tmp_path / "servers", env)
+    old = json.loads(Path(m.directory, "manifest.json").read_text())
+    for field in ("needs_network", "secrets", "unsandboxed_client_config"):
+        old.pop(field)
+    old["client_config"] = old_snippet = {"mcpServers": {"text_stats": {"command": m.command[0],
+                                                                        "args": [m.command[1]]}}}
+    Path(m.directory, "manifest.json").write_text(json.dumps(old))
+    read = deploy.get_server(tmp_path / "servers", "text_stats")
+    assert read.unsandboxed_client_config == old_snippet and read.client_config == m.client_config
+    assert (read.needs_network, read.secrets) == (False, [])
 
 
 def test_unknown_names_and_versions_are_input_errors_naming_the_field(tmp_path, env):

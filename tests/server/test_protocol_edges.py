@@ -17,7 +17,9 @@ def test_capabilities_titles_descriptions_and_unknown_prompts(data_dir):
             return caps, tools, unknown.value
 
     caps, tools, unknown = anyio.run(main)
-    assert caps.prompts is None and caps.tools is not None and caps.resources is not None  # no prompts to offer
+    # Prompts come only from mounted servers: the capability says the list may change as servers are deployed
+    # (with --no-mount it is not advertised at all: tests/server/test_gateway.py).
+    assert caps.prompts is not None and caps.prompts.list_changed and caps.tools is not None
     assert unknown.code in (-32601, -32602), unknown  # not 0, not an internal error
     for tool in tools:
         assert tool.title and tool.title[0].isupper(), tool.name

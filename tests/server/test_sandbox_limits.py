@@ -53,7 +53,7 @@ def test_a_validation_report_says_which_limits_were_not_in_force(data_dir):
 
 def test_a_silent_server_fails_as_timeout_at_the_configured_initialize_limit(data_dir):
     async def main():
-        async with stdio_foundry(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="4", MCP_FOUNDRY_CALL_TIMEOUT="1") as client:
+        async with stdio_foundry(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="4", MCP_FOUNDRY_CASE_TIMEOUT="1") as client:
             ticket = await client.call_tool("validate_server", {"command": "sleep 300"})
             out = await client.call_tool("build_result", {"job_id": ticket.structured_content["job_id"],
                                                           "wait_s": 60})
