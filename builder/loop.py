@@ -23,6 +23,7 @@ from builder.draft import ServerDraft
 from builder.errors import LLMError
 from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan
 from builder.llm.base import ChatMessage, LLMProvider, Usage
+from builder.llm.progress import at_most_every, listening
 from builder.prompts import render
 from builder.reason import Finding, reason
 from builder.requirement import Requirement
@@ -145,8 +146,11 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
         # Code: the LLM writes every file of the server.
         deps.progress(span[0], f"turn {n}: writing code")
         t = time.perf_counter()
+        writing = at_most_every(1.0, lambda p, n=n, at=span[0]: deps.progress(
+            at, f"turn {n}: writing code ({p.tokens} tokens in {p.seconds:.0f} s)"))
         try:
-            draft = await _code(deps, req, research, examples, feedback)
+            with listening(writing):
+                draft = await _code(deps, req, research, examples, feedback)
         except LLMError as e:
             # Keep what the earlier turns learned: the caller records them as for any failed build.
             turns.pop()

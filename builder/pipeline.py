@@ -19,6 +19,7 @@ from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
 from builder.heal import primary_class
 from builder.jobs import JobContext
+from builder.llm.progress import at_most_every, listening
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
 from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
@@ -83,7 +84,9 @@ class _Build:
             if self.params.get("tools") and await self.reuse_similar(None) is True:
                 return self.finish()
             raise NotConfigured(_not_configured_message())
-        with self.phase("analyze", 0.05, "analysing the request"):
+        tokens = at_most_every(1.0, lambda p: self.ctx.progress(
+            0.05, "analyze", f"analysing the request ({p.tokens} tokens in {p.seconds:.0f} s)"))
+        with self.phase("analyze", 0.05, "analysing the request"), listening(tokens):
             req = await analyze(provider, self.params, self.report.usage)
         self.report.requirement = req
         self.ctx.log(f"requirement: server {req.server_name} with tools {', '.join(req.tool_names())}")
