@@ -277,7 +277,7 @@ def _failures_text(failures: list[ClassifiedFailure], report: ValidationReport |
     if report is not None:
         for c in report.cases:
             if not c.passed:
-                lines.append(f"- case {c.tool}({json.dumps(c.arguments)[:300]}): expected {json.dumps(c.expected)[:300]}"
+                lines.append(f"- case {c.call()}: expected {json.dumps(c.expected)[:300]}"
                              f", got {json.dumps(c.actual, default=str)[:300]}")
     return "\n".join(lines)
 
