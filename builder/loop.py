@@ -252,10 +252,16 @@ def with_required_cases(draft: ServerDraft, required: list[dict[str, Any]]) -> S
         assert isinstance(cases, list)
     except (ValueError, KeyError, TypeError, AssertionError):
         return draft
-    seen = {(c.get("tool"), json.dumps(c.get("arguments", {}), sort_keys=True)) for c in cases if isinstance(c, dict)}
-    extra = [c for c in required if (c["tool"], json.dumps(c.get("arguments", {}), sort_keys=True)) not in seen]
+    seen = {_request_key(c) for c in cases if isinstance(c, dict)}
+    extra = [c for c in required if _request_key(c) not in seen]
     merged = json.dumps({**own, "cases": cases + extra}, indent=2)
     return draft.model_copy(update={"files": {**draft.files, "cases.json": merged}})
+
+
+def _request_key(case: dict[str, Any]) -> tuple[Any, ...]:
+    """What a case asks for (tool, resource or prompt, and arguments), so a repeat is added once."""
+    return (case.get("tool"), case.get("resource"), case.get("prompt"),
+            json.dumps(case.get("arguments", {}), sort_keys=True))
 
 
 def _resolve(attempts: list[HealAttempt], turn: int, still_failing: set[str]) -> None:

@@ -220,6 +220,11 @@ def expand_fixtures(arguments: dict[str, Any], resolve: Any) -> dict[str, Any]:
     return walk(arguments)
 
 
+def parse_expect(raw: Any, where: str = "expect") -> Expect:
+    """Check one expectation object ({"equals": 3}) as a case's `expect` is checked; CasesError names `where`."""
+    return _parse_expect(raw, where)
+
+
 def _parse_expect(raw: Any, where: str) -> Expect:
     accepted = ", ".join(EXPECT_KINDS)
     if not isinstance(raw, dict):
