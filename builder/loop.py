@@ -121,6 +121,10 @@ class LoopDeps:
     validate_seconds: float = 120.0
     init_timeout: float = 30.0
     """Seconds a draft's server has to answer initialize."""
+    call_timeout: float = 30.0
+    """Seconds each case's call has."""
+    notes: list[str] = field(default_factory=list)
+    """What the code writer must know about the requirement beyond its JSON (e.g. why a name was imposed)."""
     tried: dict[str, list[str]] = field(default_factory=dict)
     required_cases: list[dict[str, Any]] = field(default_factory=list)
     """The caller's example calls (cases format): added to every draft's cases, so a draft cannot pass
@@ -192,7 +196,7 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
                     report = await validate_server(
                         ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,
                         limits=Limits(wall_seconds=min(deps.validate_seconds, remaining)), network=deps.network,
-                        log=deps.log, init_timeout=deps.init_timeout)
+                        log=deps.log, init_timeout=deps.init_timeout, call_timeout=deps.call_timeout)
                 turn.seconds["validate"] = time.perf_counter() - t
                 turn.validation = ValidationDigest.of(report)
                 if report.verdict == "pass":
@@ -224,14 +228,46 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
 async def _code(deps: LoopDeps, req: Requirement, research: str, examples: str, feedback: str) -> ServerDraft:
     from builder.llm import complete_json
 
-    messages = [
+    messages = code_messages(req, research, examples, feedback, deps)
+    return await complete_json(deps.provider, messages, ServerDraft, max_attempts=CODE_ATTEMPTS, usage=deps.usage,
+                               max_tokens=16_000)
+
+
+def code_messages(req: Requirement, research: str, examples: str, feedback: str, deps: LoopDeps) -> list[ChatMessage]:
+    """The chat that asks for a ServerDraft: the rules, then the requirement, the test environment and the material."""
+    notes = "".join(f"Note: {n}\n" for n in deps.notes)
+    return [
         ChatMessage(role="system", content=render("code_system")),
-        ChatMessage(role="user", content=render("code_user", requirement=req.model_dump_json(indent=1),
+        ChatMessage(role="user", content=render("code_user", requirement=req.model_dump_json(indent=1), notes=notes,
+                                                environment=validation_environment(req, deps),
                                                 research=research or "(none)", examples=examples or "(none)",
                                                 feedback=feedback)),
     ]
-    return await complete_json(deps.provider, messages, ServerDraft, max_attempts=CODE_ATTEMPTS, usage=deps.usage,
-                               max_tokens=16_000)
+
+
+def validation_environment(req: Requirement, deps: LoopDeps) -> str:
+    """What the sandbox gives a draft while its cases run, as the code writer must know it."""
+    limits = Limits()
+    if deps.network:
+        network = ("on: the build allows it. Remote data changes, so match it with contains, matches or schema "
+                   "rather than equals.")
+    elif req.needs_network:
+        network = ("off. The requirement needs the network, but this build does not allow it while validating (the "
+                   "build request did not allow network), so every connection fails here: write cases that do not "
+                   "need it (bad input refused before any connection, expecting an error) and turn a failed "
+                   "connection into a ToolError that says so.")
+    else:
+        network = "off: every connection attempt fails."
+    if req.secrets:
+        secrets = (f"none is set, not even {', '.join(req.secrets)}, which the requirement declares (they are set "
+                   "only where the server is deployed). The server must start without them; a tool that needs one "
+                   "raises ToolError naming the variable, and a case expects that error.")
+    else:
+        secrets = "none is set: the environment holds only PATH, HOME, the locale and Python's own settings."
+    return render("validation_environment", network=network, secrets=secrets, init_timeout=f"{deps.init_timeout:g}",
+                  call_timeout=f"{deps.call_timeout:g}", wall_seconds=f"{deps.validate_seconds:g}",
+                  cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb, file_size_mb=limits.file_size_mb,
+                  processes=limits.processes)
 
 
 async def _ensure_env(deps: LoopDeps, draft: ServerDraft) -> tuple[Any, ClassifiedFailure | None]:

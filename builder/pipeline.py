@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from builder.analyze import analyze, request_text
+from builder.analyze import analyze, request_text, requirement_notes
 from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
 from builder.heal import primary_class
 from builder.jobs import JobContext
 from builder.llm.progress import at_most_every, listening
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
+from builder.patterns import excerpt
 from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
 from knowledge.models import SearchFilters, SearchQuery, SuccessCase
@@ -205,9 +206,10 @@ class _Build:
     async def examples(self, req: Requirement, matches: list[Any]) -> str:
         """Server code of the closest stored cases and a template of the same category, for the prompt."""
         out = [f"# {m.case.server_name} (similarity {m.score:.2f}): {m.case.summary}\n"
-               f"{m.case.files.get('server.py', '')[:4000]}" for m in matches[:2] if m.score >= 0.3]
+               f"{excerpt(m.case.files.get('server.py', ''), 4000)}" for m in matches[:2] if m.score >= 0.3]
         templates = await self.knowledge("list_templates", req.category)
-        out += [f"# template {t.name}: {t.description}\n{t.files.get('server.py', '')[:3000]}" for t in templates[-1:]]
+        out += [f"# template {t.name}: {t.description}\n{excerpt(t.files.get('server.py', ''), 3000)}"
+                for t in templates[-1:]]
         return "\n\n".join(out)
 
     def loop_deps(self, provider: Any) -> LoopDeps:
@@ -218,6 +220,8 @@ class _Build:
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
+                        notes=requirement_notes(self.report.requirement, self.params)
+                        if self.report.requirement else [],
                         init_timeout=self.settings.init_timeout_s,
                         progress=lambda f, m: self.ctx.progress(0.15 + 0.75 * f, "loop", m))
 
