@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from builder.draft import ServerDraft
 from builder.errors import LLMError
-from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan
+from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan, sharpen
 from builder.llm.base import ChatMessage, LLMProvider, Usage
 from builder.llm.progress import at_most_every, listening
 from builder.prompts import render
@@ -210,12 +210,14 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
 
         # Heal: the earlier turn's strategy worked if its class is gone; choose the next strategy.
         _resolve(attempts, n, {f.error_class for f in turn.failures})
+        turn.failures = sharpen(turn.failures, draft.files)
         turn.heal = plan(turn.failures, deps.strategy_stats, deps.tried, _context(turn.failures, pypi_facts))
         deps.tried.setdefault(turn.heal.error_class, []).append(turn.heal.strategy)
         primary = next(f for f in turn.failures if f.error_class == turn.heal.error_class)
         attempts.append(HealAttempt(turn=n, error_class=turn.heal.error_class, message=primary.message[:1000],
                                     strategy=turn.heal.strategy))
-        deps.log(f"turn {n}: healing [{turn.heal.error_class}] with strategy {turn.heal.strategy}")
+        fits = f"/{turn.heal.kind}" if turn.heal.kind else ""
+        deps.log(f"turn {n}: healing [{turn.heal.error_class}{fits}] with strategy {turn.heal.strategy}")
         feedback = render("feedback", turn=n + 1, previous=json.dumps(draft.files, indent=1)[:60_000],
                           failures=_failures_text(turn.failures, report), strategy=turn.heal.strategy,
                           instruction=turn.heal.instruction)

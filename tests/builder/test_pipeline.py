@@ -196,7 +196,9 @@ async def test_a_package_missing_from_pypi_is_caught_by_vetting_and_healed(found
     assert first.outcome == "blocked" and first.validation is None  # nothing ran
     missing = [f for f in first.findings if f.stage == "vet" and f.blocking]
     assert [f.where for f in missing] == [bogus] and "[missing]" in missing[0].message
-    assert first.heal.error_class == "dependency" and first.heal.strategy in ("repin", "swap-package")
+    # Nothing imports it: the fitting strategy removes it (pinning it anew would not help).
+    assert (first.heal.error_class, first.heal.kind, first.heal.strategy) == (
+        "dependency", "unused-package", "remove-unused-dependency")
     assert second.outcome == "passed" and report.heal_attempts[0].outcome == "fixed"
     assert web.count(f"/pypi/{bogus}/json") == 1
     assert foundry.knowledge.failures("dependency")[0].strategy == first.heal.strategy
