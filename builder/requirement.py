@@ -28,6 +28,7 @@ _TOOL = re.compile(NAME_PATTERN)
 _PARAM = re.compile(IDENTIFIER_PATTERN)
 _NOT_KEYWORD = {"not": {"enum": sorted(keyword.kwlist)}}
 
+
 def _identifier(v: str, what: str) -> str:
     if not _PARAM.match(v) or keyword.iskeyword(v):
         raise ValueError(f"{what} {v!r} is not accepted: a Python identifier of 1-64 ASCII letters, digits and '_' "
@@ -73,7 +74,10 @@ class ExampleCall(BaseModel):
         "{\"$fixture\": \"<name>\", \"as\": \"base64\" | \"text\"} (its content), naming a file of `fixtures`."))
     expect: Expectation
 
-    _legacy = model_validator(mode="before")(_legacy_expected)
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return _legacy_expected(data)
 
 
 class ResourceExample(BaseModel):
