@@ -346,14 +346,3 @@ class Requirement(BaseModel):
     def dependency_names(self) -> list[str]:
         """Normalized package names of the dependencies."""
         return sorted({normalize_package(d) for d in self.dependencies})
-
-    def example_cases(self) -> list[dict[str, Any]]:
-        """Every example of the requirement in the cases.json format, in order: tools, resources, prompts."""
-        out: list[dict[str, Any]] = []
-        for t in self.tools:
-            out += [{"tool": t.name, "arguments": e.arguments, "expect": e.expect.as_json()} for e in t.examples]
-        for r in self.resources:
-            out += [{"resource": e.uri, "expect": e.expect.as_json()} for e in r.examples]
-        for p in self.prompts:
-            out += [{"prompt": p.name, "arguments": e.arguments, "expect": e.expect.as_json()} for e in p.examples]
-        return out
