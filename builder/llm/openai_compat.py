@@ -164,6 +164,9 @@ class OpenAIProvider:
                     ) from e
                 delay = self._backoff(attempt)
                 reason = type(e).__name__
+            except openai.APIError as e:  # an error event inside a stream: the endpoint gave up on this request
+                raise LLMError(f"LLM endpoint {self._where()} reported an error while answering for model "
+                               f"{self.model!r}: {e.message}") from e
             attempt += 1
             delay = min(delay, self.backoff_max_s)
             self.retry_log.append(RetryEvent(attempt=attempt, reason=reason, delay_s=delay))
@@ -192,7 +195,12 @@ class OpenAIProvider:
         if "text/event-stream" not in stream.response.headers.get("content-type", ""):
             # The endpoint ignored `stream` and answered whole: take that answer, and stop asking to stream.
             self.supports_stream = False
-            return self._whole(ChatCompletion.model_validate(json.loads(await stream.response.aread())))
+            body = await stream.response.aread()
+            try:
+                return self._whole(ChatCompletion.model_validate(json.loads(body)))
+            except ValueError as e:  # not JSON, or not a chat completion (pydantic's error is a ValueError)
+                raise LLMError(f"LLM endpoint {self._where()} answered with neither a stream nor a chat "
+                               f"completion: {body[:200]!r}") from e
         t0 = time.monotonic()
         parts: list[str] = []
         pieces, chars, model, usage = 0, 0, "", None

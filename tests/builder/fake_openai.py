@@ -37,7 +37,8 @@ class Reply:
 class Stream:
     """One scripted streamed answer: `text` in `pieces` (default: word by word), `gap_s` apart.
 
-    After `stall_after` pieces the server says nothing for `stall_s` seconds before going on.
+    After `stall_after` pieces the server says nothing for `stall_s` seconds before going on; after
+    `error_after` pieces it sends an error event instead of the rest, as OpenAI does when a model fails.
     """
 
     text: str
@@ -45,6 +46,7 @@ class Stream:
     gap_s: float = 0.0
     stall_after: int | None = None
     stall_s: float = 0.0
+    error_after: int | None = None
 
     def split(self) -> list[str]:
         """The pieces to send; joined they give `text`."""
@@ -123,6 +125,9 @@ class FakeOpenAI:
                 try:
                     self._event(base | {"choices": [{"index": 0, "delta": first, "finish_reason": None}]})
                     for n, piece in enumerate(plan.split()):
+                        if plan.error_after is not None and n == plan.error_after:
+                            self._event({"error": {"message": "the model failed mid-answer", "type": "server_error"}})
+                            return
                         if plan.stall_after is not None and n == plan.stall_after:
                             time.sleep(plan.stall_s)
                         elif n and plan.gap_s:

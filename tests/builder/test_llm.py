@@ -329,6 +329,14 @@ async def test_a_stalled_stream_fails_at_the_timeout_with_a_clear_message_and_is
     assert fake_openai.calls == 1 and p.retry_log == []
 
 
+async def test_an_error_event_inside_a_stream_fails_the_request_with_the_endpoints_message(fake_openai):
+    fake_openai.script([Stream(WORDS, error_after=4)])
+    p = provider(fake_openai, max_retries=3)
+    with pytest.raises(LLMError, match="reported an error while answering for model 'm1': the model failed mid-answer"):
+        await p.complete(MSGS)
+    assert fake_openai.calls == 1
+
+
 async def test_an_endpoint_that_answers_whole_is_read_whole_and_no_longer_asked_to_stream():
     fake = FakeOpenAI(streams=False).start()
     try:
