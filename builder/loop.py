@@ -261,8 +261,8 @@ def validation_environment(req: Requirement, deps: LoopDeps) -> str:
     else:
         network = "off: every connection attempt fails."
     if req.secrets:
-        secrets = (f"none is set, not even {', '.join(req.secrets)}, which the requirement declares (the user sets them "
-                   "where the server is deployed). The server must start without them; a tool that needs one "
+        secrets = (f"none is set, not even {', '.join(req.secrets)}, which the requirement declares (the user "
+                   "sets them where the server is deployed). The server must start without them; a tool that needs one "
                    "raises ToolError naming the variable, and a case expects that error.")
     else:
         secrets = "none is set: the environment holds only PATH, HOME, the locale and Python's own settings."
