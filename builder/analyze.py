@@ -49,6 +49,24 @@ def apply_overrides(req: Requirement, params: dict[str, Any]) -> Requirement:
     return Requirement.model_validate({**req.model_dump(), **update}) if update else req
 
 
+def requirement_notes(req: Requirement, params: dict[str, Any]) -> list[str]:
+    """Why parts of the requirement are what they are although the analysis may have proposed otherwise.
+
+    The code writer (a model, or an agent that answered the analysis itself) is told, so a name it did
+    not choose does not look like a mistake to correct.
+    """
+    notes = []
+    if params.get("name"):
+        notes.append(f"server_name is {req.server_name!r} because the build request named the server explicitly; "
+                     "use exactly this name, even if the analysis proposed another.")
+    if params.get("needs_network"):
+        notes.append("needs_network is true because the build request allows the network.")
+    given = [f"{key} {params[key]}" for key in ("dependencies", "constraints") if params.get(key)]
+    if given:
+        notes.append("These come from the build request itself and stay: " + "; ".join(given) + ".")
+    return notes
+
+
 async def analyze(provider: LLMProvider, params: dict[str, Any], usage: Usage) -> Requirement:
     """Ask the LLM for the Requirement of `params` (a build_params dict); LLMError after bounded re-asks."""
     from builder.llm import complete_json

@@ -14,6 +14,23 @@ MAX_FILE_BYTES = 200_000
 MAX_TOTAL_BYTES = 600_000
 REQUIRED_FILES = ("server.py", "requirements.txt", "cases.json")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+PATH_PATTERN = r"^(?!\.\.?(/|$))(?!.*/\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+"""A relative path of letters, digits, '_', '-', '.' parts, none of them '.' or '..' (what _check_files accepts)."""
+_FILES_SCHEMA: dict = {
+    "required": list(REQUIRED_FILES),
+    "maxProperties": MAX_FILES,
+    "propertyNames": {"pattern": PATH_PATTERN},
+    "additionalProperties": {"type": "string", "maxLength": MAX_FILE_BYTES},
+    "properties": {
+        "server.py": {"type": "string", "description": "The MCP server (mcp 2.3.0, MCPServer)."},
+        "requirements.txt": {"type": "string", "description": "One name==version per line; mcp==2.3.0 always."},
+        "cases.json": {"type": "string", "description": "JSON text {\"cases\": [...]} in the cases format."},
+        "fixtures.py": {"type": "string", "description": "Optional: writes the input files cases refer to into "
+                                                         "fixtures/ before the server starts."},
+        "README.md": {"type": "string"},
+        "Dockerfile": {"type": "string"},
+    },
+}
 
 
 class ServerDraft(BaseModel):
@@ -21,8 +38,10 @@ class ServerDraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    files: dict[str, str] = Field(description="Relative path -> content: server.py, requirements.txt, cases.json, "
-                                              "README.md, Dockerfile.")
+    files: dict[str, str] = Field(description=(
+        f"Relative path -> text content; at most {MAX_FILES} files of at most {MAX_FILE_BYTES} bytes each (UTF-8) and "
+        f"{MAX_TOTAL_BYTES} bytes in all. Always server.py, requirements.txt and cases.json; README.md and "
+        "Dockerfile; fixtures.py when cases need input files."), json_schema_extra=_FILES_SCHEMA)
 
     @field_validator("files")
     @classmethod
@@ -32,8 +51,8 @@ class ServerDraft(BaseModel):
         total = 0
         for path, content in files.items():
             p = PurePosixPath(path)
-            if p.is_absolute() or not p.parts or any(part in ("..", ".") or not _SAFE_PART.match(part)
-                                                       for part in p.parts):
+            if p.is_absolute() or not p.parts or str(p) != path or any(
+                    part in ("..", ".") or not _SAFE_PART.match(part) for part in p.parts):
                 raise ValueError(f"files: path {path!r} is not accepted (relative paths of letters, digits, "
                                  "'_', '-', '.', no '..')")
             size = len(content.encode("utf-8"))

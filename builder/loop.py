@@ -21,8 +21,9 @@ from pydantic import BaseModel, Field
 
 from builder.draft import ServerDraft
 from builder.errors import LLMError
-from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan
+from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan, sharpen
 from builder.llm.base import ChatMessage, LLMProvider, Usage
+from builder.llm.progress import at_most_every, listening
 from builder.prompts import render
 from builder.reason import Finding, reason
 from builder.requirement import Requirement
@@ -121,9 +122,11 @@ class LoopDeps:
     init_timeout: float = 30.0
     """Seconds a draft's server has to answer initialize."""
     call_timeout: float = 30.0
-    """Seconds one tool call of a draft's server may take."""
+    """Seconds each case's call has."""
     limits: Limits = field(default_factory=Limits)
     """The sandbox's limits (its wall_seconds is cut to what is left of the build's time)."""
+    notes: list[str] = field(default_factory=list)
+    """What the code writer must know about the requirement beyond its JSON (e.g. why a name was imposed)."""
     tried: dict[str, list[str]] = field(default_factory=dict)
     required_cases: list[dict[str, Any]] = field(default_factory=list)
     """The caller's example calls (cases format): added to every draft's cases, so a draft cannot pass
@@ -149,8 +152,11 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
         # Code: the LLM writes every file of the server.
         deps.progress(span[0], f"turn {n}: writing code")
         t = time.perf_counter()
+        writing = at_most_every(1.0, lambda p, n=n, at=span[0]: deps.progress(
+            at, f"turn {n}: writing code ({p.tokens} tokens in {p.seconds:.0f} s)"))
         try:
-            draft = await _code(deps, req, research, examples, feedback)
+            with listening(writing):
+                draft = await _code(deps, req, research, examples, feedback)
         except LLMError as e:
             # Keep what the earlier turns learned: the caller records them as for any failed build.
             turns.pop()
@@ -207,12 +213,14 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
 
         # Heal: the earlier turn's strategy worked if its class is gone; choose the next strategy.
         _resolve(attempts, n, {f.error_class for f in turn.failures})
+        turn.failures = sharpen(turn.failures, draft.files)
         turn.heal = plan(turn.failures, deps.strategy_stats, deps.tried, _context(turn.failures, pypi_facts))
         deps.tried.setdefault(turn.heal.error_class, []).append(turn.heal.strategy)
         primary = next(f for f in turn.failures if f.error_class == turn.heal.error_class)
         attempts.append(HealAttempt(turn=n, error_class=turn.heal.error_class, message=primary.message[:1000],
                                     strategy=turn.heal.strategy))
-        deps.log(f"turn {n}: healing [{turn.heal.error_class}] with strategy {turn.heal.strategy}")
+        fits = f"/{turn.heal.kind}" if turn.heal.kind else ""
+        deps.log(f"turn {n}: healing [{turn.heal.error_class}{fits}] with strategy {turn.heal.strategy}")
         feedback = render("feedback", turn=n + 1, previous=json.dumps(draft.files, indent=1)[:60_000],
                           failures=_failures_text(turn.failures, report), strategy=turn.heal.strategy,
                           instruction=turn.heal.instruction)
@@ -225,14 +233,46 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
 async def _code(deps: LoopDeps, req: Requirement, research: str, examples: str, feedback: str) -> ServerDraft:
     from builder.llm import complete_json
 
-    messages = [
+    messages = code_messages(req, research, examples, feedback, deps)
+    return await complete_json(deps.provider, messages, ServerDraft, max_attempts=CODE_ATTEMPTS, usage=deps.usage,
+                               max_tokens=16_000)
+
+
+def code_messages(req: Requirement, research: str, examples: str, feedback: str, deps: LoopDeps) -> list[ChatMessage]:
+    """The chat that asks for a ServerDraft: the rules, then the requirement, the test environment and the material."""
+    notes = "".join(f"Note: {n}\n" for n in deps.notes)
+    return [
         ChatMessage(role="system", content=render("code_system")),
-        ChatMessage(role="user", content=render("code_user", requirement=req.model_dump_json(indent=1),
+        ChatMessage(role="user", content=render("code_user", requirement=req.model_dump_json(indent=1), notes=notes,
+                                                environment=validation_environment(req, deps),
                                                 research=research or "(none)", examples=examples or "(none)",
                                                 feedback=feedback)),
     ]
-    return await complete_json(deps.provider, messages, ServerDraft, max_attempts=CODE_ATTEMPTS, usage=deps.usage,
-                               max_tokens=16_000)
+
+
+def validation_environment(req: Requirement, deps: LoopDeps) -> str:
+    """What the sandbox gives a draft while its cases run, as the code writer must know it."""
+    limits = Limits()
+    if deps.network:
+        network = ("on: the build allows it. Remote data changes, so match it with contains, matches or schema "
+                   "rather than equals.")
+    elif req.needs_network:
+        network = ("off. The requirement needs the network, but this build does not allow it while validating (the "
+                   "build request did not allow network), so every connection fails here: write cases that do not "
+                   "need it (bad input refused before any connection, expecting an error) and turn a failed "
+                   "connection into a ToolError that says so.")
+    else:
+        network = "off: every connection attempt fails."
+    if req.secrets:
+        secrets = (f"none is set, not even {', '.join(req.secrets)}, which the requirement declares (the user "
+                   "sets them where the server is deployed). The server must start without them; a tool that needs one "
+                   "raises ToolError naming the variable, and a case expects that error.")
+    else:
+        secrets = "none is set: the environment holds only PATH, HOME, the locale and Python's own settings."
+    return render("validation_environment", network=network, secrets=secrets, init_timeout=f"{deps.init_timeout:g}",
+                  call_timeout=f"{deps.call_timeout:g}", wall_seconds=f"{deps.validate_seconds:g}",
+                  cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb, file_size_mb=limits.file_size_mb,
+                  processes=limits.processes)
 
 
 async def _ensure_env(deps: LoopDeps, draft: ServerDraft) -> tuple[Any, ClassifiedFailure | None]:
@@ -253,10 +293,16 @@ def with_required_cases(draft: ServerDraft, required: list[dict[str, Any]]) -> S
         assert isinstance(cases, list)
     except (ValueError, KeyError, TypeError, AssertionError):
         return draft
-    seen = {(c.get("tool"), json.dumps(c.get("arguments", {}), sort_keys=True)) for c in cases if isinstance(c, dict)}
-    extra = [c for c in required if (c["tool"], json.dumps(c.get("arguments", {}), sort_keys=True)) not in seen]
+    seen = {_request_key(c) for c in cases if isinstance(c, dict)}
+    extra = [c for c in required if _request_key(c) not in seen]
     merged = json.dumps({**own, "cases": cases + extra}, indent=2)
     return draft.model_copy(update={"files": {**draft.files, "cases.json": merged}})
+
+
+def _request_key(case: dict[str, Any]) -> tuple[Any, ...]:
+    """What a case asks for (tool, resource or prompt, and arguments), so a repeat is added once."""
+    return (case.get("tool"), case.get("resource"), case.get("prompt"),
+            json.dumps(case.get("arguments", {}), sort_keys=True))
 
 
 def _resolve(attempts: list[HealAttempt], turn: int, still_failing: set[str]) -> None:
@@ -278,7 +324,7 @@ def _failures_text(failures: list[ClassifiedFailure], report: ValidationReport |
     if report is not None:
         for c in report.cases:
             if not c.passed:
-                lines.append(f"- case {c.tool}({json.dumps(c.arguments)[:300]}): expected {json.dumps(c.expected)[:300]}"
+                lines.append(f"- case {c.call()}: expected {json.dumps(c.expected)[:300]}"
                              f", got {json.dumps(c.actual, default=str)[:300]}")
     return "\n".join(lines)
 

@@ -47,8 +47,10 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
             raise InputError("examples", "must be a list of at most 30 objects", '{"tool": ..., "arguments": {...}, '
                              '"expect": {...}}')
         for i, e in enumerate(examples):
-            if not isinstance(e.get("tool"), str) or not isinstance(e.get("arguments", {}), dict):
-                raise InputError(f"examples[{i}]", "needs 'tool' (a string) and 'arguments' (an object)",
+            if not any(isinstance(e.get(k), str) for k in ("tool", "resource", "prompt")) \
+                    or not isinstance(e.get("arguments", {}), dict):
+                raise InputError(f"examples[{i}]", "needs 'tool' (a string) and 'arguments' (an object), or "
+                                 "'resource' (a URI to read), or 'prompt' (a name) and 'arguments'",
                                  '{"tool": "word_count", "arguments": {"text": "a b"}, "expect": {"equals": 2}}')
         if len(json.dumps(examples, default=str)) > 20_000:
             raise InputError("examples", "more than 20000 characters of JSON", "a few short example calls")
@@ -58,7 +60,8 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
             parse_cases({"cases": examples}, source="examples")
         except CasesError as e:
             raise InputError("examples", str(e), 'cases: {"tool": ..., "arguments": {...}, "expect": {"equals" | '
-                             '"contains" | "matches" | "schema" | "error": ...}}') from None
+                             '"contains" | "matches" | "schema" | "error": ...}}, or {"resource": "<uri>", "expect": '
+                             '...}, or {"prompt": ..., "arguments": {...}, "expect": ...}') from None
     if not isinstance(needs_network, bool):
         raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
     if priority not in ("low", "normal", "high"):

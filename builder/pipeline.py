@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from builder.analyze import analyze, request_text
+from builder.analyze import analyze, request_text, requirement_notes
 from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
 from builder.heal import primary_class
 from builder.jobs import JobContext
+from builder.llm.progress import at_most_every, listening
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
+from builder.patterns import excerpt
 from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
 from knowledge.models import SearchFilters, SearchQuery, SuccessCase
@@ -83,7 +85,9 @@ class _Build:
             if self.params.get("tools") and await self.reuse_similar(None) is True:
                 return self.finish()
             raise NotConfigured(_not_configured_message())
-        with self.phase("analyze", 0.05, "analysing the request"):
+        tokens = at_most_every(1.0, lambda p: self.ctx.progress(
+            0.05, "analyze", f"analysing the request ({p.tokens} tokens in {p.seconds:.0f} s)"))
+        with self.phase("analyze", 0.05, "analysing the request"), listening(tokens):
             req = await analyze(provider, self.params, self.report.usage)
         self.report.requirement = req
         self.ctx.log(f"requirement: server {req.server_name} with tools {', '.join(req.tool_names())}")
@@ -203,9 +207,10 @@ class _Build:
     async def examples(self, req: Requirement, matches: list[Any]) -> str:
         """Server code of the closest stored cases and a template of the same category, for the prompt."""
         out = [f"# {m.case.server_name} (similarity {m.score:.2f}): {m.case.summary}\n"
-               f"{m.case.files.get('server.py', '')[:4000]}" for m in matches[:2] if m.score >= 0.3]
+               f"{excerpt(m.case.files.get('server.py', ''), 4000)}" for m in matches[:2] if m.score >= 0.3]
         templates = await self.knowledge("list_templates", req.category)
-        out += [f"# template {t.name}: {t.description}\n{t.files.get('server.py', '')[:3000]}" for t in templates[-1:]]
+        out += [f"# template {t.name}: {t.description}\n{excerpt(t.files.get('server.py', ''), 3000)}"
+                for t in templates[-1:]]
         return "\n\n".join(out)
 
     def loop_deps(self, provider: Any) -> LoopDeps:
@@ -216,6 +221,8 @@ class _Build:
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
+                        notes=requirement_notes(self.report.requirement, self.params)
+                        if self.report.requirement else [],
                         init_timeout=self.settings.init_timeout_s, call_timeout=self.settings.case_timeout_s,
                         limits=self.settings.sandbox_limits(),
                         progress=lambda f, m: self.ctx.progress(0.15 + 0.75 * f, "loop", m))

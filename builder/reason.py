@@ -88,6 +88,76 @@ def defined_tools(tree: ast.Module) -> list[str]:
     return names
 
 
+def _registered(tree: ast.Module, kind: str) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.Call]]:
+    """Functions decorated with `@<server>.<kind>(...)` and that decorator call."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out += [(node, d) for d in node.decorator_list if isinstance(d, ast.Call)
+                    and isinstance(d.func, ast.Attribute) and d.func.attr == kind]
+    return out
+
+
+def _literal(call: ast.Call, keyword: str, position: int | None) -> str | None:
+    values = [k.value for k in call.keywords if k.arg == keyword]
+    if not values and position is not None and len(call.args) > position:
+        values = [call.args[position]]
+    return values[0].value if values and isinstance(values[0], ast.Constant) and isinstance(values[0].value, str) \
+        else None
+
+
+def defined_resources(tree: ast.Module) -> list[str]:
+    """URIs (and URI templates) registered with `@<server>.resource("uri", ...)`."""
+    return [uri for _, call in _registered(tree, "resource") if (uri := _literal(call, "uri", 0)) is not None]
+
+
+def defined_prompts(tree: ast.Module) -> list[str]:
+    """Names of the prompts registered with `@<server>.prompt(...)` (name= wins over the function name)."""
+    return [_literal(call, "name", 0) or node.name for node, call in _registered(tree, "prompt")]
+
+
+def server_names(tree: ast.Module) -> list[str]:
+    """The literal names passed to MCPServer(...)."""
+    return [name for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name | ast.Attribute)
+            and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) == "MCPServer"
+            and (name := _literal(node, "name", 0)) is not None]
+
+
+def _served(uri: str, defined: list[str]) -> bool:
+    from mcp.shared.uri_template import UriTemplate
+
+    for d in defined:
+        try:
+            if d == uri or ("{" in d and UriTemplate.parse(d).match(uri) is not None):
+                return True
+        except Exception:  # noqa: BLE001 - an invalid template serves nothing; the server's start says why
+            continue
+    return False
+
+
+def _lint_requested(tree: ast.Module, req: Requirement) -> list[Finding]:
+    """The requirement's server name, resources and prompts, as server.py defines them."""
+    out = []
+    names = server_names(tree)
+    if names and req.server_name not in names:
+        out.append(Finding(stage="lint", blocking=True, error_class="protocol", where="server.py",
+                           message=f"the server is created as MCPServer({names[0]!r}) but the requirement's "
+                           f"server_name is {req.server_name!r}; create it as MCPServer({req.server_name!r})"))
+    resources, prompts = defined_resources(tree), defined_prompts(tree)
+    missing = [r.uri for r in req.resources if r.uri not in resources]
+    if missing:
+        out.append(Finding(stage="lint", blocking=True, error_class="assertion", where="server.py",
+                           message=f"requested resources not defined: {', '.join(missing)} (defined with "
+                           f"@mcp.resource: {', '.join(resources) or 'none'})"))
+    missing = [p.name for p in req.prompts if p.name not in prompts]
+    if missing:
+        out.append(Finding(stage="lint", blocking=True, error_class="assertion", where="server.py",
+                           message=f"requested prompts not defined: {', '.join(missing)} (defined with "
+                           f"@mcp.prompt: {', '.join(prompts) or 'none'})"))
+    return out
+
+
 def _lint_server(tree: ast.Module, req: Requirement | None) -> list[Finding]:
     out: list[Finding] = []
 
@@ -131,6 +201,7 @@ def _lint_server(tree: ast.Module, req: Requirement | None) -> list[Finding]:
         missing = [t for t in req.tool_names() if t not in tools]
         if missing:
             block("assertion", f"requested tools not defined: {', '.join(missing)} (defined: {', '.join(tools) or 'none'})")
+        out += _lint_requested(tree, req)
     return out
 
 
@@ -147,21 +218,34 @@ def _lint_requirements(draft: ServerDraft) -> list[Finding]:
     return out
 
 
-def _lint_cases(draft: ServerDraft, tools: list[str]) -> list[Finding]:
+def _lint_cases(draft: ServerDraft, tree: ast.Module) -> list[Finding]:
     from sandbox.cases import CasesError, parse_cases
+    from sandbox.fixtures import FIXTURES_SCRIPT
 
     try:
         cases = parse_cases(json.loads(draft.files["cases.json"]), source="cases.json")
     except (json.JSONDecodeError, CasesError) as e:
         return [Finding(stage="lint", blocking=True, error_class="syntax", where="cases.json", message=str(e))]
     out = []
+
+    def block(message: str) -> None:
+        out.append(Finding(stage="lint", blocking=True, error_class="assertion", where="cases.json", message=message))
+
     if not cases:
-        out.append(Finding(stage="lint", blocking=True, error_class="assertion", where="cases.json",
-                           message="cases.json has no cases; give at least one per tool"))
-    unknown = sorted({c.tool for c in cases} - set(tools))
+        block("cases.json has no cases; give at least one per tool")
+    tools, resources, prompts = defined_tools(tree), defined_resources(tree), defined_prompts(tree)
+    unknown = sorted({c.target for c in cases if c.kind == "tool"} - set(tools))
     if unknown:
-        out.append(Finding(stage="lint", blocking=True, error_class="assertion", where="cases.json",
-                           message=f"cases call undefined tools {unknown}; defined tools: {tools}"))
+        block(f"cases call undefined tools {unknown}; defined tools: {tools}")
+    unknown = sorted({c.target for c in cases if c.kind == "resource" and not _served(c.target, resources)})
+    if unknown:
+        block(f"cases read resources {unknown} that no resource serves; defined resources: {resources}")
+    unknown = sorted({c.target for c in cases if c.kind == "prompt"} - set(prompts))
+    if unknown:
+        block(f"cases get undefined prompts {unknown}; defined prompts: {prompts}")
+    wanted = sorted({name for c in cases for name in c.fixtures()})
+    if wanted and FIXTURES_SCRIPT not in draft.files:
+        block(f"cases refer to fixtures {wanted}, but there is no {FIXTURES_SCRIPT} to write them into fixtures/")
     return out
 
 
@@ -188,7 +272,7 @@ def _ruff_undefined(directory: Path) -> list[Finding]:
 def lint(draft: ServerDraft, directory: Path, req: Requirement | None = None) -> list[Finding]:
     """Project rules for generated servers, requirements and cases, plus undefined names (draft written to `directory`)."""
     tree = ast.parse(draft.files["server.py"])
-    return [*_lint_server(tree, req), *_lint_requirements(draft), *_lint_cases(draft, defined_tools(tree)),
+    return [*_lint_server(tree, req), *_lint_requirements(draft), *_lint_cases(draft, tree),
             *_ruff_undefined(directory)]
 
 

@@ -64,7 +64,8 @@ class BuildReport(BaseModel):
                              f"{t.validation.checks_total} checks")
                 lines += [f"    failed: {x}" for x in t.validation.failed[:5]]
             if t.heal:
-                lines.append(f"    heal [{t.heal.error_class}] -> {t.heal.strategy}")
+                fits = f"/{t.heal.kind}" if t.heal.kind else ""
+                lines.append(f"    heal [{t.heal.error_class}{fits}] -> {t.heal.strategy}")
         if self.deployment:
             d = self.deployment
             lines.append(f"  deployed {d.name} v{d.version} at {d.directory}")

@@ -3,12 +3,31 @@
 Format (other parts of the project write it, so it stays exactly this):
 
     {"cases": [{"name": "optional", "tool": "add", "arguments": {"a": 1, "b": 2},
-                "expect": {"equals": 3}}]}
+                "expect": {"equals": 3}},
+               {"resource": "http-status://404", "expect": {"contains": "Not Found"}},
+               {"prompt": "explain_status", "arguments": {"code": "404"}, "expect": {"contains": "404"}}]}
+
+A case names exactly one of `tool` (call it with `arguments`), `resource` (read that URI; a
+template's concrete URI, no arguments) or `prompt` (get it with `arguments`, all strings).
+Cases run in order, in one session with one server process.
 
 `expect` holds exactly one of `equals` (any JSON value), `contains` (string), `matches`
 (regex, searched), `schema` (a JSON schema the value must satisfy) or `error` (true: the
-call must come back with isError; a string: isError and the message contains it). With
-no `expect` the call just has to succeed.
+call must fail; a string: it fails and the message contains it). With no `expect` the call
+just has to succeed. A tool fails with an isError result; a resource read or a prompt get
+fails with a JSON-RPC error.
+
+The value judged: a tool's return value (structured content, else its text parsed as JSON,
+else the text); a resource's content (its text, parsed when its mimeType is JSON; base64 for
+a blob; a list when there are several); a prompt's messages as [{"role", "content"}], the
+content being the text of a text message.
+
+An argument value (at any depth) may be a fixture reference, {"$fixture": "sample.xlsx"}, or
+{"$fixture": "sample.xlsx", "as": "path" | "base64" | "text"}: a regular file in the server
+directory's fixtures/, made there by its fixtures.py before the server started (see
+sandbox.fixtures), or shipped there when it has no fixtures.py. It is replaced by the file's
+absolute path as the server sees it (the default), its content in base64, or its content as
+UTF-8 text.
 
 A cases file is untrusted input (a server directory's own cases.json, a model's draft):
 `matches` runs with the `regex` package's time limit, off the event loop; a `schema` is
@@ -21,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +55,14 @@ from sandbox.serverdir import ServerDirError, read_file
 
 ExpectKind = Literal["equals", "contains", "matches", "schema", "error"]
 EXPECT_KINDS: tuple[str, ...] = ("equals", "contains", "matches", "schema", "error")
-CASE_FIELDS: tuple[str, ...] = ("name", "tool", "arguments", "expect")
+CaseKind = Literal["tool", "resource", "prompt"]
+CASE_KINDS: tuple[str, ...] = ("tool", "resource", "prompt")
+CASE_FIELDS: tuple[str, ...] = ("name", "tool", "resource", "prompt", "arguments", "expect")
+FIXTURE_KEY = "$fixture"
+FIXTURE_FORMS: tuple[str, ...] = ("path", "base64", "text")
+FIXTURES_DIR = "fixtures"
+"""Where fixtures.py writes, relative to the server's working directory."""
+FIXTURE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 MATCH_TIMEOUT_S = 1.0
 """Longest a `matches` expression may search one value; past it the case fails (catastrophic backtracking)."""
 SCHEMA_TIMEOUT_S = 2.0
@@ -76,18 +103,36 @@ class Expect(BaseModel):
 
 
 class Case(BaseModel):
-    """One tool call and what it should return."""
+    """One tool call, resource read or prompt get, and what it should give."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str | None = None
-    tool: str
+    tool: str | None = None
+    resource: str | None = None
+    """A concrete URI: a static resource's, or one a listed template matches."""
+    prompt: str | None = None
     arguments: dict[str, Any] = {}
     expect: Expect | None = None
 
+    @property
+    def kind(self) -> CaseKind:
+        """Which of tool, resource or prompt the case exercises."""
+        return "resource" if self.resource is not None else "prompt" if self.prompt is not None else "tool"
+
+    @property
+    def target(self) -> str:
+        """The tool name, resource URI or prompt name."""
+        return self.resource or self.prompt or self.tool or ""
+
     def label(self, index: int) -> str:
-        """A short label for reports: `#2 add` or `#2 add (adds small ints)`."""
-        return f"#{index} {self.tool}" + (f" ({self.name})" if self.name else "")
+        """A short label for reports: `#2 add`, `#3 resource http-status://404` or `#2 add (adds small ints)`."""
+        what = self.target if self.kind == "tool" else f"{self.kind} {self.target}"
+        return f"#{index} {what}" + (f" ({self.name})" if self.name else "")
+
+    def fixtures(self) -> list[str]:
+        """Names of the fixtures the case's arguments refer to."""
+        return sorted({ref[FIXTURE_KEY] for ref in _fixture_refs(self.arguments)})
 
 
 def load_cases(path: Path | str) -> list[Case]:
@@ -139,18 +184,79 @@ def _parse_case(raw: Any, index: int, source: str) -> Case:
     unknown = sorted(set(raw) - set(CASE_FIELDS))
     if unknown:
         raise CasesError(f"{where}: unknown field(s) {unknown}; accepted fields are {list(CASE_FIELDS)}")
-    tool = raw.get("tool")
-    if not isinstance(tool, str) or not tool:
-        raise CasesError(f"{where}: field 'tool' must be a non-empty string naming the tool, got {tool!r}")
-    where = f"{source}: case {index} ({tool})"
+    kinds = [k for k in CASE_KINDS if k in raw]
+    if len(kinds) != 1:
+        raise CasesError(f"{where}: give exactly one of 'tool' (a tool to call), 'resource' (a URI to read) or "
+                         f"'prompt' (a prompt to get); got {kinds or 'none'}")
+    kind = kinds[0]
+    target = raw[kind]
+    if not isinstance(target, str) or not target:
+        what = {"tool": "naming the tool", "resource": "the URI to read", "prompt": "naming the prompt"}[kind]
+        raise CasesError(f"{where}: field '{kind}' must be a non-empty string {what}, got {target!r}")
+    where = f"{source}: case {index} ({target})" if kind == "tool" else f"{source}: case {index} ({kind} {target})"
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise CasesError(f"{where}: field 'name' must be a string when given, got {_kind(name)}")
     arguments = raw.get("arguments", {})
     if not isinstance(arguments, dict):
         raise CasesError(f"{where}: field 'arguments' must be an object of argument values, got {_kind(arguments)}")
+    if kind == "resource" and arguments:
+        raise CasesError(f"{where}: a resource case takes no 'arguments'; put the values in the URI "
+                         "(e.g. 'http-status://404' for the template 'http-status://{code}')")
+    _check_fixture_refs(arguments, f"{where}: field 'arguments'")
+    if kind == "prompt":
+        bad = sorted(k for k, v in arguments.items() if not isinstance(v, str) and not _is_fixture_ref(v))
+        if bad:
+            raise CasesError(f"{where}: prompt arguments are strings; {bad} are not (write numbers as \"404\")")
     expect = _parse_expect(raw["expect"], where) if "expect" in raw else None
-    return Case(name=name, tool=tool, arguments=arguments, expect=expect)
+    return Case(name=name, arguments=arguments, expect=expect, **{kind: target})
+
+
+def _is_fixture_ref(value: Any) -> bool:
+    return isinstance(value, dict) and FIXTURE_KEY in value
+
+
+def _fixture_refs(value: Any) -> list[dict[str, Any]]:
+    """Every fixture reference inside an argument value, at any depth."""
+    if _is_fixture_ref(value):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [ref for item in items for ref in _fixture_refs(item)]
+
+
+def _check_fixture_refs(arguments: dict[str, Any], where: str) -> None:
+    forms = ", ".join(f'"{f}"' for f in FIXTURE_FORMS)
+    for ref in _fixture_refs(arguments):
+        extra = sorted(set(ref) - {FIXTURE_KEY, "as"})
+        name, form = ref[FIXTURE_KEY], ref.get("as", "path")
+        if extra:
+            raise CasesError(f"{where}: fixture reference {ref!r} has unknown key(s) {extra}; write "
+                             f'{{"{FIXTURE_KEY}": "<file name>", "as": {forms}}}')
+        if not isinstance(name, str) or not FIXTURE_NAME.match(name):
+            raise CasesError(f"{where}: fixture name {name!r} is not accepted: a file name of 1-100 letters, digits, "
+                             "'_', '-', '.', not starting with '.' or '-', and no '/' (fixtures.py writes "
+                             f"{FIXTURES_DIR}/<name>)")
+        if form not in FIXTURE_FORMS:
+            raise CasesError(f"{where}: fixture reference {name!r} has \"as\": {form!r}; accepted: {forms}")
+
+
+def expand_fixtures(arguments: dict[str, Any], resolve: Any) -> dict[str, Any]:
+    """`arguments` with each fixture reference replaced by `resolve(name, form)` (what it raises propagates)."""
+    def walk(value: Any) -> Any:
+        if _is_fixture_ref(value):
+            return resolve(value[FIXTURE_KEY], value.get("as", "path"))
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(arguments)
+
+
+def parse_expect(raw: Any, where: str = "expect") -> Expect:
+    """Check one expectation object ({"equals": 3}) as a case's `expect` is checked; CasesError names `where`."""
+    return _parse_expect(raw, where)
 
 
 def _parse_expect(raw: Any, where: str) -> Expect:
@@ -230,6 +336,37 @@ def result_text(content: list[Any]) -> str:
     return "\n".join(getattr(block, "text", "") for block in content if getattr(block, "type", None) == "text")
 
 
+def resource_value(contents: list[Any]) -> Any:
+    """The VALUE of a resource read: each content's text (parsed when its mimeType is JSON) or base64 blob;
+    one content gives that value, several a list."""
+    values = []
+    for c in contents:
+        text = getattr(c, "text", None)
+        if text is None:
+            values.append(getattr(c, "blob", None))
+            continue
+        mime = (getattr(c, "mime_type", None) or "").split(";", 1)[0].strip().lower()
+        if mime == "application/json" or mime.endswith("+json"):
+            try:
+                text = json.loads(text)
+            except ValueError:
+                pass  # a server that mislabels its content is judged on what it sent
+        values.append(text)
+    return values[0] if len(values) == 1 else values
+
+
+def prompt_value(messages: list[Any]) -> list[dict[str, Any]]:
+    """The VALUE of a prompt get: [{"role", "content"}], content being the text of a text message,
+    else {"type": ...} naming what it is."""
+    out = []
+    for m in messages:
+        content = m.content
+        text = getattr(content, "text", None)
+        out.append({"role": m.role, "content": text if getattr(content, "type", None) == "text" else
+                    {"type": getattr(content, "type", "unknown")}})
+    return out
+
+
 def result_value(structured: Any, text: str) -> Any:
     """The VALUE of a result: structuredContent unwrapped if exactly {"result": x}, else text parsed as JSON, else text."""
     if isinstance(structured, dict) and set(structured) == {"result"}:
@@ -248,11 +385,12 @@ def text_form(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def judge(expect: Expect | None, *, is_error: bool, value: Any, text: str) -> tuple[bool, str]:
-    """Whether a result meets the expectation, and a one-line reason either way."""
+def judge(expect: Expect | None, *, is_error: bool, value: Any, text: str,
+          failed: str = "tool returned an error result") -> tuple[bool, str]:
+    """Whether a result meets the expectation, and a one-line reason either way (`failed` words an error)."""
     if expect is None or expect.kind != "error":
         if is_error:
-            return False, f"tool returned an error result: {_clip(text)}"
+            return False, f"{failed}: {_clip(text)}"
         if expect is None:
             return True, "call succeeded"
     kind = expect.kind
@@ -292,13 +430,14 @@ def judge(expect: Expect | None, *, is_error: bool, value: Any, text: str) -> tu
     return True, "value satisfies the schema"
 
 
-async def judge_bounded(expect: Expect | None, *, is_error: bool, value: Any, text: str) -> tuple[bool, str]:
+async def judge_bounded(expect: Expect | None, *, is_error: bool, value: Any, text: str,
+                        failed: str = "tool returned an error result") -> tuple[bool, str]:
     """`judge`, without blocking the event loop and within a time limit, however hostile the expectation.
 
     `matches` runs in a thread (the regex package releases the GIL and has its own time
     limit); `schema` runs in a worker process that is ended at SCHEMA_TIMEOUT_S.
     """
-    call = functools.partial(judge, expect, is_error=is_error, value=value, text=text)
+    call = functools.partial(judge, expect, is_error=is_error, value=value, text=text, failed=failed)
     kind = expect.kind if expect is not None else None
     if kind == "matches":
         return await anyio.to_thread.run_sync(call)

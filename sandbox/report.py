@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -61,7 +62,12 @@ class PromptInfo(BaseModel):
 class CaseResult(BaseModel):
     """The outcome of one test case: the call made, what came back and how long it took."""
 
-    tool: str
+    tool: str = ""
+    """The tool called; empty for a resource or prompt case."""
+    resource: str | None = None
+    """The URI read, for a resource case."""
+    prompt: str | None = None
+    """The prompt got, for a prompt case."""
     name: str | None = None
     arguments: dict[str, Any] = Field(default_factory=dict)
     expected: dict[str, Any] | None = None
@@ -72,6 +78,13 @@ class CaseResult(BaseModel):
     passed: bool
     latency_ms: float = 0.0
     reason: str
+
+    def call(self) -> str:
+        """The request in one line: `add({"a": 1})`, `resource http-status://404` or `prompt explain({...})`."""
+        if self.resource is not None:
+            return f"resource {self.resource}"
+        args = json.dumps(self.arguments, ensure_ascii=False)[:300]
+        return f"prompt {self.prompt}({args})" if self.prompt is not None else f"{self.tool}({args})"
 
 
 class ValidationReport(BaseModel):

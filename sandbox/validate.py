@@ -27,14 +27,15 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from sandbox.backends.base import Backend
 from sandbox.cases import (
+    FIXTURES_DIR,
     Case,
     CasesError,
+    expand_fixtures,
     judge_bounded,
     load_cases,
     parse_cases_text,
-    result_text,
-    result_value,
 )
+from sandbox.fixtures import FIXTURES_SCRIPT, FixtureError, Fixtures
 from sandbox.limits import confined, disk_state, workspace
 from sandbox.policy import safe_env
 from sandbox.report import (
@@ -212,11 +213,29 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
             missing = [state.name for state in report["limits"] if not state.in_force]
             if missing:
                 rec.log(f"limits NOT in force for this sandbox: {', '.join(missing)} (see the report's limits)")
-            wrapped = backend.wrap(argv, box.spec)
-            rec.progress(0.2, f"starting the server with the {backend.name} backend")
             local = {e.rel.stem for e in entries if len(e.rel.parts) == 1 and e.rel.suffix == ".py"} | {
                 e.rel.parts[0] for e in entries if len(e.rel.parts) == 2 and e.rel.name == "__init__.py"}
-            await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout)
+            fixtures = None
+            if target.directory is not None and (workdir / FIXTURES_SCRIPT).is_file():
+                fixtures = await _make_fixtures(python, box.spec, backend, rec, local)
+                if fixtures is None:
+                    return
+            elif target.directory is not None and (workdir / FIXTURES_DIR).is_dir():
+                fixtures = Fixtures.collect(workdir)  # files the directory ships in fixtures/
+            wrapped = backend.wrap(argv, box.spec)
+            rec.progress(0.2, f"starting the server with the {backend.name} backend")
+            await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout, fixtures)
+
+
+async def _make_fixtures(python: Path, spec: RunSpec, backend: Backend, rec: _Recorder,
+                         local: set[str]) -> Fixtures | None:
+    """Run the directory's fixtures.py in the sandbox; None (after a failed check) when it fails."""
+    from sandbox.fixtures import make
+
+    rec.progress(0.15, "making fixtures")
+    made, klass, reason, seconds = await make(python, spec, backend, local)
+    rec.check("fixtures", made is not None, reason, seconds, klass)
+    return made
 
 
 def _default_cases(target: ValidationTarget) -> list[Case]:
@@ -270,7 +289,8 @@ def _static_checks(directory: Path, policy: ScanPolicy, rec: _Recorder, report: 
 
 
 async def _session(argv: list[str], workdir: Path, cases: list[Case], io: ServerIO, rec: _Recorder,
-                   report: dict[str, Any], local_modules: set[str], init_timeout: float, call_timeout: float) -> None:
+                   report: dict[str, Any], local_modules: set[str], init_timeout: float, call_timeout: float,
+                   fixtures: Fixtures | None = None) -> None:
     """Initialize, list, check definitions and run the cases against the server started by `argv`."""
     # mode="legacy": the initialize handshake every deployed client (Claude Desktop included) performs.
     # The read timeout bounds the initialize request too: it must not cut the initialize limit short.
@@ -293,7 +313,7 @@ async def _session(argv: list[str], workdir: Path, cases: list[Case], io: Server
                 rec.progress(0.35, "listing tools, resources and prompts")
                 tools = await _list_everything(client, rec, report)
                 if tools is not None:
-                    await _run_cases(client, cases, tools, io, rec, report, call_timeout)
+                    await _run_cases(client, cases, tools, io, rec, report, call_timeout, fixtures)
     except Exception as exc:  # a closed pipe or a bad answer: verdicts about the server, not crashes of ours
         failure = exc
     if not started:
@@ -443,15 +463,22 @@ def _definition_problems(tool: ToolInfo) -> list[str]:
 
 
 async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInfo], io: ServerIO,
-                     rec: _Recorder, report: dict[str, Any], call_timeout: float) -> None:
-    """Call each case's tool, judge the result, and after every error result check that the server still answers."""
+                     rec: _Recorder, report: dict[str, Any], call_timeout: float,
+                     fixtures: Fixtures | None = None) -> None:
+    """Run each case in order in this one session, judge it, and after every error check that the server answers."""
+    from sandbox.calls import exercise, unlisted
+
     results = report.setdefault("cases", [])
     for index, case in enumerate(cases):
         name = f"case {case.label(index)}"
         rec.progress(0.45 + 0.5 * index / max(len(cases), 1), name)
         expected = case.expect.as_json() if case.expect else None
-        if case.tool not in tools:
-            reason = f"tool {case.tool!r} is not listed by the server (listed: {', '.join(tools) or 'none'})"
+        try:
+            reason = unlisted(case, tools, report)
+            arguments = _with_fixtures(case, fixtures)
+        except FixtureError as exc:
+            reason = str(exc)
+        if reason is not None:
             results.append(_case_result(case, expected, None, False, False, 0.0, reason))
             rec.check(name, False, reason, failure_class="assertion")
             continue
@@ -459,7 +486,7 @@ async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInf
         t = time.monotonic()
         try:
             with anyio.fail_after(call_timeout):
-                result = await client.call_tool(case.tool, case.arguments)
+                outcome = await exercise(client, case, arguments)
         except Exception as exc:  # noqa: BLE001 - every way a call can go wrong is a verdict
             seconds = time.monotonic() - t
             klass, reason = _call_failure(exc, io, call_timeout)
@@ -469,23 +496,34 @@ async def _run_cases(client: Client, cases: list[Case], tools: dict[str, ToolInf
                 return  # dead or stuck: later cases would only repeat this failure
             continue
         seconds = time.monotonic() - t
-        text = result_text(result.content)
-        value = text if result.is_error else result_value(result.structured_content, text)
-        passed, reason = await judge_bounded(case.expect, is_error=result.is_error, value=value, text=text)
-        if result.is_error and not passed:
+        failed = {"tool": "tool returned an error result", "resource": "reading the resource failed",
+                  "prompt": "getting the prompt failed"}[case.kind]
+        passed, reason = await judge_bounded(case.expect, is_error=outcome.is_error, value=outcome.value,
+                                             text=outcome.text, failed=failed)
+        if outcome.is_error and not passed:
             crash = _last_exception(io.stderr[stderr_mark:].decode("utf-8", errors="replace"))
             reason += f" (server stderr: {crash})" if crash else ""
-        results.append(_case_result(case, expected, value, result.is_error, passed, seconds * 1000, reason))
-        klass: FailureClass = "runtime" if result.is_error else "assertion"
+        results.append(_case_result(case, expected, outcome.value, outcome.is_error, passed, seconds * 1000, reason))
+        klass: FailureClass = "runtime" if outcome.is_error else "assertion"
         rec.check(name, passed, reason, seconds, klass)
-        if result.is_error:
-            await _alive_check(client, case.tool, rec)
+        if outcome.is_error:
+            await _alive_check(client, case.target, rec)
+
+
+def _with_fixtures(case: Case, fixtures: Fixtures | None) -> dict[str, Any]:
+    """The case's arguments with its fixture references replaced (FixtureError when one cannot be)."""
+    wanted = case.fixtures()
+    if wanted and fixtures is None:
+        raise FixtureError(f"the case refers to fixture(s) {wanted}, but the server directory has no "
+                           f"{FIXTURES_SCRIPT} to make them")
+    return expand_fixtures(case.arguments, fixtures.resolve) if wanted and fixtures else case.arguments
 
 
 def _case_result(case: Case, expected: dict[str, Any] | None, actual: Any, is_error: bool, passed: bool,
                  latency_ms: float, reason: str) -> CaseResult:
-    return CaseResult(tool=case.tool, name=case.name, arguments=case.arguments, expected=expected, actual=actual,
-                      is_error=is_error, passed=passed, latency_ms=round(latency_ms, 2), reason=reason)
+    return CaseResult(tool=case.tool or "", resource=case.resource, prompt=case.prompt, name=case.name,
+                      arguments=case.arguments, expected=expected, actual=actual, is_error=is_error, passed=passed,
+                      latency_ms=round(latency_ms, 2), reason=reason)
 
 
 def _call_failure(exc: Exception, io: ServerIO, timeout: float) -> tuple[FailureClass, str]:

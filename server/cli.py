@@ -287,7 +287,9 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")
     missing = "not configured (set MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL; reuse still works)"
-    print(f"  LLM provider:  {provider.name if provider else missing}")
+    seconds = getattr(getattr(provider, "inner", provider), "timeout_s", None)
+    timeout = f" (fails after {seconds:g} s without a token)" if seconds else ""
+    print(f"  LLM provider:  {provider.name if provider else missing}{timeout}")
     print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
     print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
     print_mounts(foundry)

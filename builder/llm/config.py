@@ -17,6 +17,8 @@ ENV_BASE_URL = "MCP_FOUNDRY_LLM_BASE_URL"
 ENV_API_KEY = "MCP_FOUNDRY_LLM_API_KEY"
 ENV_MODEL = "MCP_FOUNDRY_LLM_MODEL"
 ENV_CASSETTE = "MCP_FOUNDRY_LLM_CASSETTE"
+ENV_TIMEOUT = "MCP_FOUNDRY_LLM_TIMEOUT"
+MAX_TIMEOUT_S = 86400.0
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 """Used only for the default OpenAI URL; any other base URL must name its model."""
@@ -40,7 +42,8 @@ class LLMConfig(BaseModel):
     model: str | None = None
     cassette: Path | None = None
     """Replay reads it; with provider "openai" every exchange is also recorded to it."""
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0, le=MAX_TIMEOUT_S)
+    """Seconds without a streamed token (or, from an endpoint that does not stream, without the answer)."""
     max_retries: int = Field(3, ge=0, le=10)
     backoff_base_s: float = Field(1.0, ge=0)
     price_in_per_1k: float = Field(0.0, ge=0)
@@ -60,8 +63,22 @@ class LLMConfig(BaseModel):
             "model": env.get(ENV_MODEL) or None,
             "cassette": env.get(ENV_CASSETTE) or None,
         }
+        if env.get(ENV_TIMEOUT):
+            values["timeout_s"] = _timeout(env[ENV_TIMEOUT])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+
+def _timeout(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_TIMEOUT_S:  # NaN fails this too
+        raise InputError(ENV_TIMEOUT, f"{raw!r} is not a number of seconds in range",
+                         f"seconds without a token before a model request fails: more than 0, at most "
+                         f"{MAX_TIMEOUT_S:g} (default 600)")
+    return value
 
 
 def make_provider(config: LLMConfig | None = None) -> LLMProvider | None:

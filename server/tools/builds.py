@@ -77,8 +77,11 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gatew
                                                         "(pins allowed).")] = None,
         constraints: Annotated[list[str] | None, Field(max_length=30, description="Constraints, e.g. 'no network', "
                                                        "'respond within 1 s'.")] = None,
-        examples: Annotated[list[dict[str, Any]] | None, Field(max_length=30, description="Example calls: "
-                                                               "{tool, arguments, expect}.")] = None,
+        examples: Annotated[list[dict[str, Any]] | None, Field(max_length=30, description="Example calls every "
+                                                               "draft must pass, as test cases: {tool, arguments, "
+                                                               "expect}, {resource, expect} or {prompt, arguments, "
+                                                               "expect}; expect holds one of equals, contains, "
+                                                               "matches, schema, error.")] = None,
         needs_network: Annotated[bool, Field(description="The server needs network access at run time.")] = False,
         priority: Annotated[Literal["low", "normal", "high"], Field(description="Queue rank: high jobs start before "
                                                                     "normal ones, normal before low.")] = "normal",

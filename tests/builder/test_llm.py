@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import mcp_types as types
 import pytest
-from fake_openai import Reply
+from fake_openai import FakeOpenAI, Reply, Stream
 from mcp.client.client import Client
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from builder.errors import InputError, LLMError, NotConfigured
 from builder.llm import ChatMessage, LLMConfig, Usage, complete_json, make_provider, require_provider
 from builder.llm.openai_compat import OpenAIProvider
+from builder.llm.progress import StreamProgress, listening
 from builder.llm.replay import RecordingProvider, ReplayProvider, request_hash
 from builder.llm.sampling import SamplingProvider, supports_sampling
 
@@ -44,7 +46,8 @@ async def test_structured_output_sends_json_schema_and_returns_json(fake_openai)
     assert sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"] == Plan.model_json_schema()
     assert sent["model"] == "m1"
-    assert p.supports_response_format is True
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert p.supports_response_format is True and p.supports_stream is True
 
 
 async def test_rejected_response_format_falls_back_to_extraction_and_is_remembered(fake_openai):
@@ -290,3 +293,89 @@ def test_sampling_provider_rejects_non_session_objects():
     ):
         SamplingProvider(object())
     assert supports_sampling(object()) is False
+
+
+# ---- slow models: a configurable timeout that only a stall trips ---------------------------------------------------
+
+WORDS = " ".join(f"w{i}" for i in range(12))
+
+
+async def test_a_slow_stream_completes_although_it_lasts_longer_than_the_timeout(fake_openai):
+    # The old limit bounded the whole request; now only a gap longer than the timeout does.
+    fake_openai.script([Stream(WORDS, gap_s=0.25)])  # 11 gaps: ~2.75 s in total, each gap well under 1 s
+    seen: list[StreamProgress] = []
+    p = OpenAIProvider(model="m1", base_url=fake_openai.base_url, timeout_s=1.0, max_retries=0)
+    t = time.monotonic()
+    with listening(seen.append):
+        c = await p.complete(MSGS)
+    elapsed = time.monotonic() - t
+    assert c.text == WORDS and elapsed > 2 * p.timeout_s
+    counts = [s.tokens for s in seen]
+    assert counts[-1] == 12 and counts == sorted(counts) and len(set(counts)) == 12  # every token was reported
+    assert seen[-1].chars == len(WORDS) and seen[-1].seconds > 2
+    assert c.completion_tokens == 12 and c.prompt_tokens > 0  # the usage chunk at the end of the stream
+    assert fake_openai.calls == 1
+
+
+async def test_a_stalled_stream_fails_at_the_timeout_with_a_clear_message_and_is_not_retried(fake_openai):
+    fake_openai.script([Stream(WORDS, stall_after=3, stall_s=4.0)])
+    p = OpenAIProvider(model="m1", base_url=fake_openai.base_url, timeout_s=1.0, max_retries=3)
+    t = time.monotonic()
+    with pytest.raises(LLMError) as err:
+        await p.complete(MSGS)
+    assert time.monotonic() - t < 3.0  # failed at the stall, not when the server went on
+    msg = str(err.value)
+    assert "stalled: no token for 1 s after 3 token(s)" in msg and "MCP_FOUNDRY_LLM_TIMEOUT" in msg
+    assert fake_openai.calls == 1 and p.retry_log == []
+
+
+async def test_an_error_event_inside_a_stream_fails_the_request_with_the_endpoints_message(fake_openai):
+    fake_openai.script([Stream(WORDS, error_after=4)])
+    p = provider(fake_openai, max_retries=3)
+    with pytest.raises(LLMError, match="reported an error while answering for model 'm1': the model failed mid-answer"):
+        await p.complete(MSGS)
+    assert fake_openai.calls == 1
+
+
+async def test_an_endpoint_that_answers_whole_is_read_whole_and_no_longer_asked_to_stream():
+    fake = FakeOpenAI(streams=False).start()
+    try:
+        fake.script(['{"name": "pdf", "tools": []}', "second"])
+        p = provider(fake)
+        c = await p.complete(MSGS, json_schema=Plan.model_json_schema(), schema_name="Plan")
+        assert json.loads(c.text) == {"name": "pdf", "tools": []} and c.completion_tokens == 4
+        assert p.supports_stream is False
+        assert (await p.complete(MSGS)).text == "second"
+        assert fake.requests[0]["stream"] is True and "stream" not in fake.requests[1]
+    finally:
+        fake.stop()
+
+
+async def test_an_endpoint_refusing_to_stream_is_asked_again_without_streaming(fake_openai):
+    fake_openai.script([Reply(status=400, text="stream is not supported by this server"), "whole"])
+    p = provider(fake_openai)
+    assert (await p.complete(MSGS)).text == "whole"
+    assert p.supports_stream is False and "stream" not in fake_openai.requests[1]
+
+
+async def test_an_unstreamed_answer_slower_than_the_timeout_fails_once_naming_the_setting():
+    fake = FakeOpenAI(streams=False).start()
+    try:
+        fake.script([lambda body: time.sleep(2.5) or "late"])
+        p = OpenAIProvider(model="m1", base_url=fake.base_url, timeout_s=1.0, max_retries=3, backoff_base_s=0.01)
+        with pytest.raises(LLMError, match=r"no answer within 1 s .*MCP_FOUNDRY_LLM_TIMEOUT"):
+            await p.complete(MSGS)
+        assert fake.calls == 1  # a slow endpoint is not asked again: it would only be as slow again
+    finally:
+        fake.stop()
+
+
+def test_the_llm_timeout_is_configured_by_its_variable_and_checked():
+    base = {"MCP_FOUNDRY_LLM_BASE_URL": "http://127.0.0.1:9/v1", "MCP_FOUNDRY_LLM_MODEL": "qwen"}
+    assert LLMConfig.from_env(base).timeout_s == 600
+    p = make_provider(LLMConfig.from_env(base | {"MCP_FOUNDRY_LLM_TIMEOUT": "1800"}))
+    assert isinstance(p, OpenAIProvider) and p.timeout_s == 1800
+    for bad in ("soon", "0", "-5", "nan", "100000"):
+        with pytest.raises(InputError) as err:
+            LLMConfig.from_env(base | {"MCP_FOUNDRY_LLM_TIMEOUT": bad})
+        assert err.value.field == "MCP_FOUNDRY_LLM_TIMEOUT" and "at most 86400" in str(err.value)
