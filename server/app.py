@@ -8,15 +8,14 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
 
-from builder.jobs import JobRunner
 from builder.service import Foundry
 from server.errors import argument_error
 from server.tools import builds, jobs, repository
 
 INSTRUCTIONS = """mcp-foundry builds, validates and deploys MCP servers.
 Long work runs as jobs: a tool that starts one returns a job_id at once; follow it with build_status and read the
-report with build_result (pass wait_s to wait, with progress notifications). Every job's log is the resource
-foundry://jobs/{job_id}/log."""
+report with build_result (pass wait_s, up to 50 s, to wait, with progress notifications). Jobs run in a worker
+process, so they go on after this session ends. Every job's log is the resource foundry://jobs/{job_id}/log."""
 
 
 class FoundryServer(MCPServer):
@@ -32,12 +31,12 @@ class FoundryServer(MCPServer):
             raise
 
 
-def build_app(foundry: Foundry, runner: JobRunner) -> MCPServer:
+def build_app(foundry: Foundry) -> MCPServer:
     """The MCP server with every tool group registered."""
     from importlib.metadata import version
 
     app = FoundryServer(name="mcp-foundry", instructions=INSTRUCTIONS, version=version("mcp-foundry"), log_level="WARNING")
-    jobs.register(app, foundry, runner)
-    builds.register(app, foundry, runner)
+    jobs.register(app, foundry)
+    builds.register(app, foundry)
     repository.register(app, foundry)
     return app

@@ -18,7 +18,7 @@ import anyio
 
 from builder.config import ENV_VARS, load_settings
 from builder.errors import BuildError, InputError
-from builder.jobs import Job
+from builder.jobs import Job, JobState
 from builder.params import validation_params
 from builder.service import Foundry
 from knowledge.errors import KnowledgeError
@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                    "user data dir)")
     p.add_argument("--sandbox", choices=["auto", "bubblewrap", "docker", "process"],
                    help=f"sandbox backend (env {ENV_VARS['sandbox_backend']}; default auto)")
-    p.add_argument("--max-jobs", type=int, help=f"concurrent jobs (env {ENV_VARS['max_concurrent_jobs']}; default 2)")
+    p.add_argument("--max-jobs", type=int, help="jobs the worker runs at once; 0: this front end starts no worker "
+                   f"(env {ENV_VARS['max_concurrent_jobs']}; default 2)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     add_parser = sub.add_parser
 
@@ -58,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("job_id", nargs="?", help="a job id printed by validate or build (default: list recent jobs)")
     st.add_argument("--json", action="store_true", help="print as JSON")
 
-    sub.add_parser("doctor", help="which sandbox backends work here, and the configuration in force")
+    sub.add_parser("doctor", help="which sandbox backends work here, the worker, and the configuration in force")
+
+    w = sub.add_parser("worker", help="run queued jobs until idle (front ends start one on demand; one per data dir)")
+    w.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the worker lock handed over by a front end
 
     b = sub.add_parser("build", help="build, validate and deploy an MCP server from a description")
     b.add_argument("description", help="what the server should do, in plain words")
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"a directory this user can create and write ({ENV_VARS['data_dir']}; the "
                              f"environment cache {ENV_VARS['env_cache_dir']} too)") from None
         _log_to_file(foundry.settings.logs_dir / "mcp-foundry.log")
+        if args.cmd != "worker":
+            foundry.start_workers(WORKER_ARGV)
         return COMMANDS[args.cmd](foundry, args)
     except (BuildError, SandboxError, KnowledgeError) as e:
         print(f"mcp-foundry: error: {e}", file=sys.stderr)
@@ -138,8 +144,10 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
         check_bind(bind[0], foundry.settings.http_token)
 
     async def run() -> None:
-        async with foundry.runner() as runner:
-            app = build_app(foundry, runner)
+        app = build_app(foundry)
+        async with anyio.create_task_group() as tg:
+            # Off the event loop and not awaited: the handshake is answered while a worker starts.
+            tg.start_soon(anyio.to_thread.run_sync, foundry.queue.ensure_worker)
             if bind:
                 print(f"mcp-foundry: serving streamable HTTP at http://{bind[0]}:{bind[1]}/mcp", file=sys.stderr)
                 await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
@@ -152,23 +160,28 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
 
 def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
             quiet: bool = False) -> Job:
-    """Run one job in this process, printing its log and progress to stderr; Ctrl-C cancels it."""
+    """Queue one job for the worker and follow it, printing its log and progress to stderr; Ctrl-C cancels it."""
 
     async def run() -> Job:
-        async with foundry.runner() as runner:
-            job = runner.submit(kind, params, timeout_s=timeout_s)
-            printer = _LogPrinter(foundry, job.id, quiet)
-            if not quiet:
-                print(f"job {job.id} ({kind}); `mcp-foundry status {job.id}` shows it from another shell",
-                      file=sys.stderr)
-            try:
-                job = await runner.wait(job.id, math.inf, on_change=printer)
-            finally:
-                if not foundry.store.get(job.id).final:
-                    with anyio.CancelScope(shield=True):  # Ctrl-C: stop the job's sandbox before leaving
-                        await runner.cancel(job.id, wait_s=15)
-            await printer(job)
-            return job
+        job = foundry.queue.submit(kind, params, timeout_s=timeout_s)
+        printer = _LogPrinter(foundry, job.id, quiet)
+        if not quiet:
+            print(f"job {job.id} ({kind}); `mcp-foundry status {job.id}` shows it from another shell",
+                  file=sys.stderr)
+            note = foundry.queue.note(job)
+            if note:
+                print(f"  {note}", file=sys.stderr)
+        try:
+            job = await foundry.queue.wait(job.id, math.inf, on_change=printer)
+        finally:
+            if not foundry.store.get(job.id).final:
+                with anyio.CancelScope(shield=True):  # Ctrl-C: the worker stops the job's sandbox before we leave
+                    try:
+                        await foundry.queue.cancel(job.id, wait_s=15)
+                    except BuildError as e:
+                        print(f"mcp-foundry: {e}", file=sys.stderr)
+        await printer(job)
+        return job
 
     return anyio.run(run)
 
@@ -213,6 +226,26 @@ def _print_outcome(job: Job, as_json: bool, render: Callable[[dict[str, Any]], s
     return 0 if job.state == "succeeded" else 1
 
 
+def _worker(foundry: Foundry, args: argparse.Namespace) -> int:
+    from builder.jobs.worker import WorkerLock, describe_holder, run_worker
+
+    settings = foundry.settings
+    if settings.max_concurrent_jobs < 1:
+        raise InputError("--max-jobs", "a worker needs at least one slot",
+                         "1..32 (0 is for front ends only: they then start no worker)")
+    path = settings.worker_lock
+    if args.lock_fd is not None:
+        lock = WorkerLock.inherited(path, args.lock_fd)
+    else:
+        lock = WorkerLock.try_acquire(path)
+        if lock is None:
+            print(f"mcp-foundry: error: a worker already runs for {settings.data_dir} ({describe_holder(path)}); "
+                  "one per data dir: `mcp-foundry doctor` shows it", file=sys.stderr)
+            return 2
+    anyio.run(lambda: run_worker(foundry.runner(), lock, idle_s=settings.worker_idle_s))
+    return 0
+
+
 def _status(foundry: Foundry, args: argparse.Namespace) -> int:
     if not args.job_id:
         jobs = foundry.store.list(limit=20)
@@ -220,6 +253,10 @@ def _status(foundry: Foundry, args: argparse.Namespace) -> int:
             print(json.dumps([j.model_dump(mode="json", exclude={"result"}) for j in jobs], indent=2))
         elif not jobs:
             print("no jobs yet")
+        waiting = next((j for j in jobs if j.state == JobState.queued), None)
+        note = foundry.queue.note(waiting) if waiting and not args.json else None
+        if note:
+            print(f"note: queued jobs: {note}")
         for j in [] if args.json else jobs:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
             print(f"{j.id}  {j.kind:<8} {j.state:<11} {when}  {(j.error or '').splitlines()[0][:70] if j.error else ''}")
@@ -227,11 +264,15 @@ def _status(foundry: Foundry, args: argparse.Namespace) -> int:
     job = foundry.store.get(args.job_id)
     log = foundry.store.log(job.id, tail=20)
     if args.json:
-        print(json.dumps({**job.model_dump(mode="json"), "eta_s": job.eta_s(), "log_tail": log}, indent=2))
+        print(json.dumps({**job.model_dump(mode="json"), "eta_s": job.eta_s(), "log_tail": log,
+                          "note": foundry.queue.note(job)}, indent=2))
         return 0
     eta = job.eta_s()
     print(f"job {job.id} ({job.kind}): {job.state}, phase {job.phase}, {job.progress * 100:.0f}%"
-          + (f", about {eta:.0f} s left" if eta is not None else ""))
+          + (f", about {eta:.0f} s left" if eta is not None else "") + (f", worker {job.worker}" if job.worker else ""))
+    note = foundry.queue.note(job)
+    if note:
+        print(f"note: {note}")
     if job.error:
         print(f"error: {job.error}")
     for line in log:
@@ -253,11 +294,40 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     print(f"  LLM provider:  {provider.name if provider else missing}")
     print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
     print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
+    print("worker:")
+    for line in _worker_lines(foundry):
+        print(f"  {line}")
     print("settings:")
     for k, v in foundry.settings.public().items():
         var = ENV_VARS.get(k, "")
         print(f"  {k:<20} {v!s:<50} {var}")
     return 0
+
+
+def _worker_lines(foundry: Foundry) -> list[str]:
+    """doctor's account of the workers: pid, since when, jobs in hand."""
+    workers = foundry.store.workers()
+    if not workers:
+        if foundry.settings.max_concurrent_jobs == 0:
+            return ["none running; max_jobs is 0, so front ends here start none (`mcp-foundry worker` runs one)"]
+        return ["none running; serve, validate, build and library seed start one when they need it"]
+    lines = []
+    now = time.time()
+    for w in workers:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w.started_at))
+        jobs = [foundry.store.get(job_id) for job_id in w.jobs]
+        held = ", ".join(f"{j.id} ({j.kind}, {j.state})" for j in jobs) or "none running"
+        lines.append(f"pid {w.pid} on {w.host}, since {since} ({_ago(now - w.started_at)}), up to {w.max_jobs} "
+                     f"jobs at once; jobs in hand: {held}")
+    return lines
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
 
 
 def _build(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -340,8 +410,10 @@ WEAK_MATCH = 0.3
 
 COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
     "serve": _serve, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
-    "servers": _servers, "search": _search, "library": _library, "envs": _envs,
+    "servers": _servers, "search": _search, "library": _library, "envs": _envs, "worker": _worker,
 }
+WORKER_ARGV = [sys.executable, "-m", "server.cli", "worker"]
+"""How a front end starts the worker of its data dir (its settings travel in the environment)."""
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

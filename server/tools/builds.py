@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from builder import deploy
-from builder.jobs import JobRunner
 from builder.service import Foundry
 from server.errors import tool_errors
 from server.models import JobTicket
@@ -35,14 +34,13 @@ class Removed(BaseModel):
     removed_versions: list[str]
 
 
-def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
+def register(app: MCPServer, foundry: Foundry) -> None:
     """Add the build and deployed-server tools to `app`."""
     servers_dir = foundry.settings.servers_dir
 
     @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     @tool_errors
     async def request_build(
-        ctx: Context,
         description: Annotated[str, Field(min_length=8, max_length=8000, description="The capability the server "
                                           "should provide, in plain words.")],
         name: Annotated[str | None, Field(max_length=64, description="Server name (a Python identifier); "
@@ -70,13 +68,10 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,
                               priority=priority, timeout_s=timeout_s)
-        lent = _client_model(ctx)
-        job = runner.submit("build", params, timeout_s=timeout_s)
-        if lent is not None:
-            # No await between submit and this line: the job cannot have started without its provider.
-            foundry.job_llm[job.id] = lent
+        job = foundry.queue.submit("build", params, timeout_s=timeout_s)
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
-                         next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=120)")
+                         next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=45), again "
+                              "until final")
 
     @app.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
@@ -104,12 +99,3 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         """Make an older version current (the one before the current version by default)."""
         return deploy.rollback_server(servers_dir, name, version)
 
-
-def _client_model(ctx: Context) -> Any:
-    """The client's own model through MCP sampling, when no provider is configured and the client offers it."""
-    from builder.llm import LLMConfig, make_provider
-    from builder.llm.sampling import SamplingProvider, supports_sampling
-
-    if make_provider(LLMConfig.from_env()) is not None or not supports_sampling(ctx):
-        return None
-    return SamplingProvider(ctx.session)
