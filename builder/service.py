@@ -10,7 +10,6 @@ sandbox backend) are opened on first use, never at start-up, so that `serve` ans
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.config import Settings, settings_env
@@ -97,15 +96,19 @@ class Foundry:
         return JobRunner(self.store, self.handlers(), max_jobs=self.settings.max_concurrent_jobs,
                          lease_s=self.settings.worker_lease_s)
 
-    def start_workers(self, argv: Sequence[str], cwd: Path | None = None) -> None:
-        """Make this a front end that starts the data dir's worker on demand (`argv`), unless max_jobs is 0."""
+    def start_workers(self, argv: Sequence[str]) -> None:
+        """Make this a front end that starts the data dir's worker on demand (`argv`), unless max_jobs is 0.
+
+        The worker gets this process's environment with these settings on top, and runs in
+        the data dir (it holds no user directory as its working directory).
+        """
         import os
 
         from builder.jobs.worker import WorkerLauncher
 
         if self.settings.max_concurrent_jobs > 0:
             env = {**os.environ, **settings_env(self.settings)}
-            self.queue.launcher = WorkerLauncher(self.settings.worker_lock, argv, env, cwd)
+            self.queue.launcher = WorkerLauncher(self.settings.worker_lock, argv, env, self.settings.data_dir)
 
     async def _validate(self, ctx: JobContext) -> Any:
         from builder.validation import run_validation

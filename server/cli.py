@@ -146,16 +146,27 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
     async def run() -> None:
         app = build_app(foundry)
         async with anyio.create_task_group() as tg:
-            # Off the event loop and not awaited: the handshake is answered while a worker starts.
-            tg.start_soon(anyio.to_thread.run_sync, foundry.queue.ensure_worker)
+            tg.start_soon(_start_worker_soon, foundry)
             if bind:
                 print(f"mcp-foundry: serving streamable HTTP at http://{bind[0]}:{bind[1]}/mcp", file=sys.stderr)
                 await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
             else:
                 await app.run_stdio_async()
+            tg.cancel_scope.cancel()  # a session over before the worker was due starts none
 
     anyio.run(run)
     return 0
+
+
+async def _start_worker_soon(foundry: Foundry) -> None:
+    """Start the data dir's worker a moment after `serve` starts, so that it does not compete with the handshake.
+
+    A client sends `initialize` at once and it is answered within milliseconds of the loop
+    starting; a worker's start (a Python process importing the builder) on the same cores
+    would slow that answer. A job queued or read meanwhile starts the worker at once.
+    """
+    await anyio.sleep(WORKER_START_DELAY_S)
+    await anyio.to_thread.run_sync(foundry.queue.ensure_worker)
 
 
 def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
@@ -413,6 +424,8 @@ COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
     "servers": _servers, "search": _search, "library": _library, "envs": _envs, "worker": _worker,
 }
 WORKER_ARGV = [sys.executable, "-m", "server.cli", "worker"]
+WORKER_START_DELAY_S = 1.0
+"""How long after it starts `serve` starts the worker (unless a job needs it sooner)."""
 """How a front end starts the worker of its data dir (its settings travel in the environment)."""
 
 if __name__ == "__main__":
