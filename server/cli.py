@@ -253,7 +253,11 @@ def _worker(foundry: Foundry, args: argparse.Namespace) -> int:
             print(f"mcp-foundry: error: a worker already runs for {settings.data_dir} ({describe_holder(path)}); "
                   "one per data dir: `mcp-foundry doctor` shows it", file=sys.stderr)
             return 2
-    anyio.run(lambda: run_worker(foundry.runner(), lock, idle_s=settings.worker_idle_s))
+    try:
+        anyio.run(lambda: run_worker(foundry.runner(), lock, idle_s=settings.worker_idle_s))
+    except Exception:  # its stderr is /dev/null when a front end started it: the log file is where it is seen
+        logging.getLogger("mcp_foundry.jobs").exception("worker stopped by an unexpected error")
+        raise
     return 0
 
 

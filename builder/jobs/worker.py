@@ -110,7 +110,6 @@ class WorkerLauncher:
                 proc = subprocess.Popen([*self.argv, "--lock-fd", str(lock.fd)], pass_fds=(lock.fd,),
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True, env=self.env, cwd=self.cwd)
-                lock.record({"pid": proc.pid, "started_by": os.getpid(), "at": time.time()})
             finally:
                 lock.release()  # the worker holds the same lock through its inherited descriptor
             self._started_at = time.monotonic()

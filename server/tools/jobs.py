@@ -29,7 +29,7 @@ PROGRESS_EVERY_S = 8.0
 clients which reset their timeout on progress keep waiting."""
 CANCEL_WAIT_S = 30
 """cancel_build waits this long for the job to unwind before it says it has not."""
-HOLD_MARGIN_S = 0.3
+HOLD_MARGIN_S = 1.0
 """build_result answers this long before wait_s is up, so that the answer arrives within wait_s."""
 
 
@@ -89,7 +89,7 @@ def register(app: MCPServer, foundry: Foundry) -> None:
                     await ctx.report_progress(note[0], 1.0, note[1])
 
             budget = wait_s - HOLD_MARGIN_S - (anyio.current_time() - entered)
-            job = await queue.wait(job_id, max(0.0, budget), on_change=progress, beat_s=PROGRESS_EVERY_S / 4)
+            job = await queue.wait(job_id, max(0.0, budget), on_change=progress, beat_s=1.0)
         return JobResult(job_id=job.id, kind=job.kind, state=job.state, final=job.final, error=job.error,
                          result=job.result, next=None if job.final else f"build_result(job_id='{job.id}', "
                          f"wait_s={SUGGESTED_WAIT_S}) to wait on")

@@ -115,6 +115,9 @@ def test_with_max_jobs_0_no_worker_starts_and_build_result_holds_a_request_50_s_
             job_id = await _validate(client, "good_server")
             st = await _state(client, job_id)
             assert st["state"] == "queued" and "mcp-foundry worker" in st["note"], st
+            status = subprocess.run([*FOUNDRY, "--max-jobs", "0", "status", job_id], cwd=ROOT,
+                                    env=foundry_env(data_dir), capture_output=True, text=True, timeout=60)
+            assert "queued" in status.stdout and "note: no worker runs for this data dir" in status.stdout
             t = time.monotonic()
             res = await client.call_tool("build_result", {"job_id": job_id, "wait_s": 50}, progress_callback=progress)
             held = time.monotonic() - t
@@ -153,3 +156,8 @@ def test_ctrl_c_in_the_cli_cancels_its_job_in_the_worker(data_dir):
     while sandboxed(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not sandboxed(worker) and alive(worker)  # the job is gone, the worker stays for the next one
+    second = subprocess.run([*FOUNDRY, "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2 and f"a worker already runs for {data_dir} (pid {worker})" in second.stderr
+    empty = subprocess.run([*FOUNDRY, "--max-jobs", "0", "worker"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert empty.returncode == 2 and "--max-jobs" in empty.stderr and "at least one slot" in empty.stderr
