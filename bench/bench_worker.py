@@ -35,7 +35,7 @@ from builder.config import load_settings  # noqa: E402
 from builder.jobs.procs import proc_start  # noqa: E402
 from builder.params import validation_params  # noqa: E402
 from builder.service import Foundry  # noqa: E402
-from server.cli import WORKER_ARGV  # noqa: E402
+from server.jobs_cli import WORKER_ARGV  # noqa: E402
 
 ENV_CACHE = Path(tempfile.gettempdir()) / f"mcp-foundry-test-envs-{os.getuid()}"
 

@@ -154,8 +154,10 @@ def test_the_sandbox_warning_that_nothing_is_isolated_reaches_the_log_file(data_
 def test_cancel_stops_the_sandboxed_server_of_a_running_validation(data_dir):
     """Cancelled from a second front end: the worker stops the job and its sandbox (only the worker's own process
     tree is watched, so other validations on the machine do not matter)."""
+    extra = {"MCP_FOUNDRY_INIT_TIMEOUT": "60"}  # the silent server runs until it is cancelled
+
     async def main():
-        async with stdio_foundry(data_dir) as client:
+        async with stdio_foundry(data_dir, **extra) as client:
             job_id = await _validate(client, "no_init_server")
             with anyio.fail_after(20):
                 while not (workers := workers_of(data_dir)) or not sandboxed(workers[0][0]):
@@ -165,7 +167,7 @@ def test_cancel_stops_the_sandboxed_server_of_a_running_validation(data_dir):
                                     text=True, timeout=60)
             assert f"pid {worker} on " in doctor.stdout and f"jobs in hand: {job_id} (validate, running)" in \
                 doctor.stdout, doctor.stdout
-            async with stdio_foundry(data_dir) as other:
+            async with stdio_foundry(data_dir, **extra) as other:
                 st = (await other.call_tool("cancel_build", {"job_id": job_id})).structured_content
                 assert st["state"] == "cancelled" and st["worker"], st
                 with anyio.fail_after(5):

@@ -78,7 +78,7 @@ def test_kill_9_of_the_worker_interrupts_its_job_and_the_next_front_end_starts_a
 
 
 def test_two_front_ends_started_at_once_start_one_worker(data_dir):
-    env = foundry_env(data_dir)
+    env = foundry_env(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="60")  # three servers start at once on two cores
     clis = [subprocess.Popen([*FOUNDRY, "validate", str(FIXTURES / "good_server"), "--json"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [p.communicate(timeout=240) for p in clis]
