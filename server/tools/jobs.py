@@ -78,18 +78,8 @@ def register(app: MCPServer, foundry: Foundry) -> None:
         entered = anyio.current_time()
         job = queue.get(job_id)
         if wait_s and not job.final:
-            sent: dict[str, object] = {"note": None, "at": entered}
-
-            async def progress(j: Job) -> None:
-                note = (j.progress, _progress_message(j, queue.note(j)))
-                now = anyio.current_time()
-                # A log line alone is not worth a notification, but silence for long is: some clients time out.
-                if note != sent["note"] or now - float(sent["at"]) >= PROGRESS_EVERY_S:  # type: ignore[arg-type]
-                    sent.update(note=note, at=now)
-                    await ctx.report_progress(note[0], 1.0, note[1])
-
             budget = wait_s - HOLD_MARGIN_S - (anyio.current_time() - entered)
-            job = await queue.wait(job_id, max(0.0, budget), on_change=progress, beat_s=1.0)
+            job = await queue.wait(job_id, max(0.0, budget), on_change=_Progress(ctx, foundry), beat_s=1.0)
         return JobResult(job_id=job.id, kind=job.kind, state=job.state, final=job.final, error=job.error,
                          result=job.result, next=None if job.final else f"build_result(job_id='{job.id}', "
                          f"wait_s={SUGGESTED_WAIT_S}) to wait on")
@@ -135,6 +125,26 @@ def _ticket(job: Job) -> JobTicket:
     return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
                      next=f"build_status(job_id='{job.id}') to follow it; build_result(job_id='{job.id}', "
                           f"wait_s={SUGGESTED_WAIT_S}) for the report, again until final")
+
+
+class _Progress:
+    """Notifies a job's progress when it changes, and at least every PROGRESS_EVERY_S while it does not."""
+
+    def __init__(self, ctx: Context, foundry: Foundry):
+        self.ctx, self.queue = ctx, foundry.queue
+        self.sent: tuple[float, str] | None = None
+        self.value, self.at = -1.0, anyio.current_time()
+
+    async def __call__(self, job: Job) -> None:
+        note = (job.progress, _progress_message(job, self.queue.note(job)))
+        now = anyio.current_time()
+        # A log line alone is not worth a notification, but a long silence is: some clients time out on it.
+        if note == self.sent and now - self.at < PROGRESS_EVERY_S:
+            return
+        # The protocol wants each notification's value above the last, so an unchanged fraction is nudged up.
+        self.value = max(note[0], self.value + 1e-4)
+        self.sent, self.at = note, now
+        await self.ctx.report_progress(self.value, 1.0, note[1])
 
 
 def _progress_message(job: Job, note: str | None) -> str:

@@ -143,9 +143,10 @@ def test_bad_cli_input_is_an_error_message_not_a_traceback(data_dir, argv, words
 
 
 def test_the_sandbox_warning_that_nothing_is_isolated_reaches_the_log_file(data_dir):
-    run = subprocess.run([*FOUNDRY, "--sandbox", "process", "validate", "--command", "true"], cwd=ROOT,
+    run = subprocess.run([*FOUNDRY, "--sandbox", "process", "validate", "--command", "true", "--json"], cwd=ROOT,
                          env=foundry_env(data_dir), capture_output=True, text=True, timeout=60)
     assert run.returncode == 1, run.stderr
+    assert json.loads(run.stdout)["result"]["report"]["backend"] == "process"  # the worker took the flag over
     logged = (data_dir / "logs" / "mcp-foundry.log").read_text()
     assert "WARNING sandbox.backends" in logged and "does NOT isolate" in logged, logged
     assert "does NOT isolate" in run.stderr  # and it is still said loudly where the user looks
