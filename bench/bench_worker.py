@@ -7,9 +7,12 @@
     with the worker it starts in the background (the default), and with `--max-jobs 0`
     (no worker). The ratio shows whether starting the worker slows the handshake.
 
+With `--before DIR` (an earlier commit unpacked, e.g. `git archive COMMIT | tar -x -C DIR`),
+(b) also times that version's `serve`, which ran jobs in-process and started no worker.
+
 Every worker started is stopped by the pid its store records. Usage:
 
-    .venv/bin/python bench/bench_worker.py [--rounds 7]
+    .venv/bin/python bench/bench_worker.py [--rounds 7] [--before DIR]
 """
 
 from __future__ import annotations
@@ -79,60 +82,67 @@ async def bench_claims(rounds: int) -> tuple[list[float], list[float]]:
     return cold, warm
 
 
-async def handshake(max_jobs: str | None) -> tuple[float, float | None]:
+async def handshake(max_jobs: str | None, root: Path = REPO) -> tuple[float, float | None]:
     """Seconds from spawning `serve` in a fresh data dir to its answer to `initialize`, and to its worker's start."""
     with tempfile.TemporaryDirectory(prefix="mcpf-bench-serve-") as d:
         flags = ["--max-jobs", max_jobs] if max_jobs is not None else []
         params = StdioServerParameters(command=sys.executable, args=["-m", "server.cli", *flags, "serve"],
-                                       env=environ(Path(d)), cwd=str(REPO))
-        foundry = Foundry(load_settings({"data_dir": d}))
+                                       env={**environ(Path(d)), "PYTHONPATH": str(root)}, cwd=str(root))
         t, t_wall = time.perf_counter(), time.time()
         worker_up = None
         async with Client(params):
             seconds = time.perf_counter() - t
-            with anyio.fail_after(30):  # the session stays open until the worker it starts has registered
-                while max_jobs is None and not foundry.store.workers():
-                    await anyio.sleep(0.02)
-            if max_jobs is None:
+            if max_jobs is None:  # the session stays open until the worker it starts has registered
+                foundry = Foundry(load_settings({"data_dir": d}))
+                with anyio.fail_after(30):
+                    while not foundry.store.workers():
+                        await anyio.sleep(0.02)
                 worker_up = foundry.store.workers()[0].started_at - t_wall
-        stop_workers(foundry)
-        foundry.store.close()
+                stop_workers(foundry)
+                foundry.store.close()
     return seconds, worker_up
 
 
-async def bench_handshakes(rounds: int) -> tuple[list[float], list[float], list[float]]:
-    with_worker, without, worker_up = [], [], []
+async def bench_handshakes(rounds: int, before: Path | None) -> dict[str, list[float]]:
+    runs: dict[str, list[float]] = {"with": [], "without": [], "worker up": [], "before": []}
     for i in range(rounds):
+        if before is not None:
+            runs["before"].append((await handshake("1", before))[0])
         # Alternate the order, so that neither side always runs right after the other's worker stopped.
         for max_jobs in ((None, "0") if i % 2 == 0 else ("0", None)):
             seconds, up = await handshake(max_jobs)
-            (with_worker if max_jobs is None else without).append(seconds)
+            runs["with" if max_jobs is None else "without"].append(seconds)
             if up is not None:
-                worker_up.append(up)
-    return with_worker, without, worker_up
+                runs["worker up"].append(up)
+    return runs
 
 
 def figures(name: str, xs: list[float]) -> str:
     return f"{name}: median {statistics.median(xs) * 1000:.0f} ms (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f})"
 
 
-async def main(rounds: int) -> None:
+async def main(rounds: int, before: Path | None) -> None:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, {rounds} rounds")
     cold, warm = await bench_claims(rounds)
     print("(a) queued -> running (the worker's claim)")
     print("    " + figures("cold: no worker, started on demand", cold))
     print("    " + figures("warm: worker already running", warm))
     print(f"    ratio cold/warm: {statistics.median(cold) / statistics.median(warm):.1f}x")
-    with_worker, without, worker_up = await bench_handshakes(rounds)
+    runs = await bench_handshakes(rounds, before)
+    with_worker, without = statistics.median(runs["with"]), statistics.median(runs["without"])
     print("(b) stdio `serve` spawned -> initialize answered")
-    print("    " + figures("starting its worker (default)", with_worker))
-    print("    " + figures("--max-jobs 0, no worker", without))
-    print("    " + figures("(the worker it started was up after)", worker_up))
-    print(f"    ratio with/without worker: {statistics.median(with_worker) / statistics.median(without):.2f}")
+    print("    " + figures("starting its worker (default)", runs["with"]))
+    print("    " + figures("--max-jobs 0, no worker", runs["without"]))
+    print("    " + figures("(the worker it started was up after)", runs["worker up"]))
+    print(f"    ratio with/without worker: {with_worker / without:.2f}")
+    if before is not None:
+        print("    " + figures(f"before: {before} (jobs in-process, no worker)", runs["before"]))
+        print(f"    ratio with worker/before: {with_worker / statistics.median(runs['before']):.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier version to time its `serve` too")
     args = parser.parse_args()
-    anyio.run(main, args.rounds)
+    anyio.run(main, args.rounds, args.before)
