@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from builder.errors import InputError
 from builder.jobs import procs
 from builder.jobs.runner import JobRunner
 
@@ -58,11 +59,13 @@ class WorkerLock:
     @classmethod
     def inherited(cls, path: Path, fd: int) -> WorkerLock:
         """The lock handed over by the front end that started this process; kept from its own children."""
-        os.set_inheritable(fd, False)
         try:
+            os.set_inheritable(fd, False)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # already ours: this only proves it
         except OSError as e:
-            raise RuntimeError(f"file descriptor {fd} does not hold the worker lock {path}: {e}") from None
+            raise InputError("--lock-fd", f"descriptor {fd} does not hold the worker lock {path}: {e.strerror}",
+                             "only what a front end passes to the worker it starts; run `mcp-foundry worker` "
+                             "without it") from None
         return cls(path, fd)
 
     def record(self, facts: Mapping[str, Any]) -> None:
