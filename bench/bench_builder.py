@@ -64,8 +64,8 @@ async def build(data: Path, web: FakeWeb, provider: Any) -> tuple[BuildReport, f
     foundry = Foundry(Settings(data_dir=data, env_cache_dir=ENV_CACHE, pypi_url=web.url, github_api_url=web.url))
     foundry.llm_override = provider
     t = time.perf_counter()
-    async with foundry.runner() as runner:
-        job = await runner.wait(runner.submit("build", build_params(scripted.REQUEST)).id, 600)
+    async with foundry.runner():
+        job = await foundry.queue.wait(foundry.queue.submit("build", build_params(scripted.REQUEST)).id, 600)
     seconds = time.perf_counter() - t
     foundry.store.close()
     report = BuildReport.model_validate(job.result)

@@ -22,6 +22,8 @@ ENV_VARS: dict[str, str] = {
     "data_dir": "MCP_FOUNDRY_DATA_DIR",
     "knowledge_uri": "MCP_FOUNDRY_KNOWLEDGE_URI",
     "max_concurrent_jobs": "MCP_FOUNDRY_MAX_JOBS",
+    "worker_idle_s": "MCP_FOUNDRY_WORKER_IDLE",
+    "worker_lease_s": "MCP_FOUNDRY_WORKER_LEASE",
     "job_timeout_s": "MCP_FOUNDRY_JOB_TIMEOUT",
     "sandbox_backend": "MCP_FOUNDRY_SANDBOX",
     "max_turns": "MCP_FOUNDRY_MAX_TURNS",
@@ -61,7 +63,12 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Holds jobs, knowledge, servers, envs, logs.")
     knowledge_uri: str | None = Field(None, description="LanceDB URI (a path or s3://...); default <data_dir>/knowledge.")
-    max_concurrent_jobs: int = Field(2, ge=1, le=32, description="Jobs that run at once; the rest wait (by priority, then FIFO).")
+    max_concurrent_jobs: int = Field(2, ge=0, le=32, description="Jobs the worker runs at once; the rest wait (by "
+                                     "priority, then FIFO). 0: front ends start no local worker.")
+    worker_idle_s: float = Field(600, ge=0, le=86400, description="Seconds a worker stays with nothing queued, "
+                                 "running or waiting before it exits (0: it never does).")
+    worker_lease_s: float = Field(30, ge=3, le=3600, description="Seconds after a worker's last heartbeat at which "
+                                  "workers elsewhere take it for dead (on one machine its pid tells at once).")
     job_timeout_s: float = Field(1800, gt=0, le=86400, description="Default per-job timeout in seconds.")
     sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
     init_timeout_s: float = Field(30, gt=0, le=600, description="Seconds a server under test has to answer "
@@ -98,6 +105,11 @@ class Settings(BaseModel):
     def jobs_db(self) -> Path:
         """SQLite job store."""
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def worker_lock(self) -> Path:
+        """Held by the one worker of this data dir; the file names its pid."""
+        return self.data_dir / "worker.lock"
 
     @property
     def knowledge(self) -> str:
@@ -163,6 +175,17 @@ class Settings(BaseModel):
         out["knowledge_uri"] = self.knowledge
         out["env_cache_dir"] = str(self.envs_dir)
         return {k: "not set" if v is None else v for k, v in out.items()}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that give another process (a worker) these settings; no bearer token."""
+    env = {}
+    for name, var in ENV_VARS.items():
+        value = getattr(settings, name)
+        if value is None or name == "http_token":
+            continue
+        env[var] = str(value.absolute() if isinstance(value, Path) else value)
+    return env
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

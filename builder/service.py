@@ -1,17 +1,19 @@
-"""The Foundry: one object that owns the settings, the job store and runner, and the lazily opened parts.
+"""The Foundry: one object that owns the settings, the job store and queue, and the lazily opened parts.
 
 The MCP face and the CLI talk to this object only; each job kind is a handler here.
-Heavy parts (LanceDB, the embedding model, the sandbox backend) are opened on first use,
-never at start-up, so that `serve` answers `initialize` at once.
+Front ends use `queue` (enqueue, read, wait, cancel) and never run a job; the worker
+process runs them with `runner()`. Heavy parts (LanceDB, the embedding model, the
+sandbox backend) are opened on first use, never at start-up, so that `serve` answers
+`initialize` at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from builder.config import Settings
-from builder.jobs import Handler, JobContext, JobRunner, JobStore
+from builder.config import Settings, settings_env
+from builder.jobs import Handler, JobContext, JobQueue, JobRunner, JobStore, SqliteJobStore
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore
@@ -40,7 +42,9 @@ class Foundry:
     def __init__(self, settings: Settings):
         settings.ensure_dirs()
         self.settings = settings
-        self.store = JobStore(settings.jobs_db)
+        self.store: JobStore = SqliteJobStore(settings.jobs_db)
+        self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s)
+        """Where front ends submit, read, wait for and cancel jobs."""
         _clean_sandbox_debris()
         self._backend: Backend | None = None
         self._envs: EnvManager | None = None
@@ -48,7 +52,7 @@ class Foundry:
         self.llm_override: Any = None
         """An LLM provider used when none is configured (set by embedding code and benchmarks)."""
         self.job_llm: dict[str, Any] = {}
-        """Providers lent to one job by the MCP face (the client's own model, through sampling)."""
+        """Providers lent to one job by embedding code whose runner is in the same process."""
 
     def provider_for(self, job_id: str) -> Any:
         """The LLM for one job: the configured provider, else one lent to this job, else the override, else None."""
@@ -109,9 +113,23 @@ class Foundry:
         return {"validate": self._validate, "build": build, "seed": seed, "deploy": adopt}
 
     def runner(self) -> JobRunner:
-        """A job runner over this foundry's store and handlers (enter it with `async with`)."""
-        return JobRunner(self.store, self.handlers(), max_concurrent=self.settings.max_concurrent_jobs,
-                         default_timeout_s=self.settings.job_timeout_s)
+        """A worker's pool over this foundry's store and handlers (enter it with `async with`)."""
+        return JobRunner(self.store, self.handlers(), max_jobs=self.settings.max_concurrent_jobs,
+                         lease_s=self.settings.worker_lease_s)
+
+    def start_workers(self, argv: Sequence[str]) -> None:
+        """Make this a front end that starts the data dir's worker on demand (`argv`), unless max_jobs is 0.
+
+        The worker gets this process's environment with these settings on top, and runs in
+        the data dir (it holds no user directory as its working directory).
+        """
+        import os
+
+        from builder.jobs.worker import WorkerLauncher
+
+        if self.settings.max_concurrent_jobs > 0:
+            env = {**os.environ, **settings_env(self.settings)}
+            self.queue.launcher = WorkerLauncher(self.settings.worker_lock, argv, env, self.settings.data_dir)
 
     async def _validate(self, ctx: JobContext) -> Any:
         from builder.validation import run_validation

@@ -20,7 +20,6 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 
-from builder.jobs import JobRunner
 from builder.service import Foundry
 from server.errors import explain_tool_error, strict_type_errors
 from server.gateway import Gateway, GatewayError
@@ -29,8 +28,8 @@ from server.tools import builds, jobs, repository
 
 INSTRUCTIONS = """mcp-foundry builds, validates and deploys MCP servers.
 Long work runs as jobs: a tool that starts one returns a job_id at once; follow it with build_status and read the
-report with build_result (pass wait_s to wait, with progress notifications). Every job's log is the resource
-foundry://jobs/{job_id}/log.
+report with build_result (pass wait_s, up to 50 s, to wait, with progress notifications). Jobs run in a worker
+process, so they go on after this session ends. Every job's log is the resource foundry://jobs/{job_id}/log.
 Deployed servers are served here too, sandboxed: their tools as <server>__<tool>, their prompts as <server>__<prompt>,
 their resources under foundry://servers/<server>/; the lists change as servers are deployed or removed."""
 
@@ -142,14 +141,14 @@ class FoundryServer(MCPServer):
                 self._lowlevel_server._request_handlers.pop(method, None)
 
 
-def build_app(foundry: Foundry, runner: JobRunner, gateway: Gateway | None = None) -> FoundryServer:
+def build_app(foundry: Foundry, gateway: Gateway | None = None) -> FoundryServer:
     """The MCP server with every tool group registered, serving `gateway`'s mounted servers when given."""
     from importlib.metadata import version
 
     app = FoundryServer(name="mcp-foundry", instructions=INSTRUCTIONS, version=version("mcp-foundry"),
                         log_level="WARNING", gateway=gateway)
-    jobs.register(app, foundry, runner)
-    builds.register(app, foundry, runner, gateway)
+    jobs.register(app, foundry)
+    builds.register(app, foundry, gateway)
     repository.register(app, foundry)
     app.withdraw_empty_prompts()
     return app

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from logging.handlers import RotatingFileHandler
@@ -19,13 +17,21 @@ import anyio
 
 from builder.config import ENV_VARS, load_settings
 from builder.errors import BuildError, InputError
-from builder.jobs import Job
 from builder.params import validation_params
 from builder.service import Foundry
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
 from server.cli_servers import print_mounts, run_server, servers
 from server.gateway.errors import GatewayError
+from server.jobs_cli import (
+    WORKER_ARGV,
+    print_outcome,
+    run_job,
+    start_worker_soon,
+    status,
+    worker,
+    worker_lines,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                    "user data dir)")
     p.add_argument("--sandbox", choices=["auto", "bubblewrap", "docker", "process"],
                    help=f"sandbox backend (env {ENV_VARS['sandbox_backend']}; default auto)")
-    p.add_argument("--max-jobs", type=int, help=f"concurrent jobs (env {ENV_VARS['max_concurrent_jobs']}; default 2)")
+    p.add_argument("--max-jobs", type=int, help="jobs the worker runs at once; 0: this front end starts no worker "
+                   f"(env {ENV_VARS['max_concurrent_jobs']}; default 2)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     add_parser = sub.add_parser
 
@@ -71,7 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("job_id", nargs="?", help="a job id printed by validate or build (default: list recent jobs)")
     st.add_argument("--json", action="store_true", help="print as JSON")
 
-    sub.add_parser("doctor", help="which sandbox backends work here, and the configuration in force")
+    sub.add_parser("doctor", help="which sandbox backends work here, the worker, and the configuration in force")
+
+    w = sub.add_parser("worker", help="run queued jobs until idle (front ends start one on demand; one per data dir)")
+    w.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the worker lock handed over by a front end
 
     b = sub.add_parser("build", help="build, validate and deploy an MCP server from a description")
     b.add_argument("description", help="what the server should do, in plain words")
@@ -123,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"a directory this user can create and write ({ENV_VARS['data_dir']}; the "
                              f"environment cache {ENV_VARS['env_cache_dir']} too)") from None
         _log_to_file(foundry.settings.logs_dir / "mcp-foundry.log")
+        if args.cmd != "worker":
+            foundry.start_workers(WORKER_ARGV)
         return COMMANDS[args.cmd](foundry, args)
     except (BuildError, SandboxError, KnowledgeError, GatewayError) as e:
         print(f"mcp-foundry: error: {e}", file=sys.stderr)
@@ -161,9 +173,10 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
     only = _mount_names(args.mount) if args.mount else None
 
     async def run() -> None:
-        async with foundry.runner() as runner, \
-                (nullcontext(None) if args.no_mount else Gateway(foundry, only=only)) as gateway:
-            app = build_app(foundry, runner, gateway)
+        async with (nullcontext(None) if args.no_mount else Gateway(foundry, only=only)) as gateway, \
+                anyio.create_task_group() as tg:
+            app = build_app(foundry, gateway)
+            tg.start_soon(start_worker_soon, foundry)
             if gateway is not None and only:
                 missing = sorted(only - set(gateway.table.mounts))
                 if missing:
@@ -174,6 +187,7 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
                 await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
             else:
                 await app.run_stdio_async()
+            tg.cancel_scope.cancel()  # a session over before the worker was due starts none
 
     anyio.run(run)
     return 0
@@ -186,93 +200,13 @@ def _mount_names(value: str) -> set[str]:
     return names
 
 
-def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
-            quiet: bool = False) -> Job:
-    """Run one job in this process, printing its log and progress to stderr; Ctrl-C cancels it."""
-
-    async def run() -> Job:
-        async with foundry.runner() as runner:
-            job = runner.submit(kind, params, timeout_s=timeout_s)
-            printer = _LogPrinter(foundry, job.id, quiet)
-            if not quiet:
-                print(f"job {job.id} ({kind}); `mcp-foundry status {job.id}` shows it from another shell",
-                      file=sys.stderr)
-            try:
-                job = await runner.wait(job.id, math.inf, on_change=printer)
-            finally:
-                if not foundry.store.get(job.id).final:
-                    with anyio.CancelScope(shield=True):  # Ctrl-C: stop the job's sandbox before leaving
-                        await runner.cancel(job.id, wait_s=15)
-            await printer(job)
-            return job
-
-    return anyio.run(run)
-
-
-class _LogPrinter:
-    """Prints new log lines and progress of a job as it changes."""
-
-    def __init__(self, foundry: Foundry, job_id: str, quiet: bool):
-        self.foundry, self.job_id, self.quiet, self.seen = foundry, job_id, quiet, 0
-        self.stage: tuple[str, str] = ("", "")
-
-    async def __call__(self, job: Job) -> None:
-        if self.quiet:
-            return
-        if (job.phase, job.message) != self.stage and job.message and not job.final:
-            self.stage = (job.phase, job.message)
-            print(f"  [{job.progress * 100:3.0f}%] == {job.phase}: {job.message}", file=sys.stderr)
-        lines = self.foundry.store.log(self.job_id)
-        for line in lines[self.seen:]:
-            print(f"  [{job.progress * 100:3.0f}%] {line}", file=sys.stderr)
-        self.seen = len(lines)
-
-
 def _validate(foundry: Foundry, args: argparse.Namespace) -> int:
     from sandbox.report import ValidationReport
 
     params = validation_params(args.path, args.command, args.cases, args.network, args.timeout)
     foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
     job = run_job(foundry, "validate", params, timeout_s=args.timeout, quiet=args.json)
-    return _print_outcome(job, args.json, lambda r: ValidationReport.model_validate(r["report"]).render())
-
-
-def _print_outcome(job: Job, as_json: bool, render: Callable[[dict[str, Any]], str]) -> int:
-    if as_json:
-        print(json.dumps({"job_id": job.id, "state": job.state, "error": job.error, "result": job.result}, indent=2))
-    elif job.result is not None:
-        print(render(job.result))
-    if job.error and (as_json or job.result is None):
-        print(f"job {job.id}: {job.state}: {job.error}", file=sys.stderr)
-    elif job.state != "succeeded":
-        print(f"job {job.id}: {job.state}", file=sys.stderr)
-    return 0 if job.state == "succeeded" else 1
-
-
-def _status(foundry: Foundry, args: argparse.Namespace) -> int:
-    if not args.job_id:
-        jobs = foundry.store.list(limit=20)
-        if args.json:
-            print(json.dumps([j.model_dump(mode="json", exclude={"result"}) for j in jobs], indent=2))
-        elif not jobs:
-            print("no jobs yet")
-        for j in [] if args.json else jobs:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
-            print(f"{j.id}  {j.kind:<8} {j.state:<11} {when}  {(j.error or '').splitlines()[0][:70] if j.error else ''}")
-        return 0
-    job = foundry.store.get(args.job_id)
-    log = foundry.store.log(job.id, tail=20)
-    if args.json:
-        print(json.dumps({**job.model_dump(mode="json"), "eta_s": job.eta_s(), "log_tail": log}, indent=2))
-        return 0
-    eta = job.eta_s()
-    print(f"job {job.id} ({job.kind}): {job.state}, phase {job.phase}, {job.progress * 100:.0f}%"
-          + (f", about {eta:.0f} s left" if eta is not None else ""))
-    if job.error:
-        print(f"error: {job.error}")
-    for line in log:
-        print(f"  {line}")
-    return 0
+    return print_outcome(job, args.json, lambda r: ValidationReport.model_validate(r["report"]).render())
 
 
 def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -293,6 +227,9 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
     print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
     print_mounts(foundry)
+    print("worker:")
+    for line in worker_lines(foundry):
+        print(f"  {line}")
     print("settings:")
     for k, v in foundry.settings.public().items():
         var = ENV_VARS.get(k, "")
@@ -318,7 +255,7 @@ def _build(foundry: Foundry, args: argparse.Namespace) -> int:
     params = build_params(description=args.description, name=args.name, needs_network=args.network,
                           timeout_s=args.timeout)
     job = run_job(foundry, "build", params, timeout_s=args.timeout, quiet=args.json)
-    return _print_outcome(job, args.json, lambda r: BuildReport.model_validate(r).render())
+    return print_outcome(job, args.json, lambda r: BuildReport.model_validate(r).render())
 
 
 def _search(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -347,7 +284,7 @@ def _library(foundry: Foundry, args: argparse.Namespace) -> int:
             print(f"  {s.name:<22} {s.description}")
         return 0
     job = run_job(foundry, "seed", {})
-    return _print_outcome(job, False, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()
+    return print_outcome(job, False, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()
                                                           if k != "starters" and v is not None))
 
 
@@ -365,8 +302,8 @@ WEAK_MATCH = 0.3
 """A top search score below this is reported as no close match."""
 
 COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
-    "serve": _serve, "run": run_server, "validate": _validate, "status": _status, "doctor": _doctor, "build": _build,
-    "servers": servers, "search": _search, "library": _library, "envs": _envs,
+    "serve": _serve, "run": run_server, "validate": _validate, "status": status, "doctor": _doctor, "build": _build,
+    "servers": servers, "search": _search, "library": _library, "envs": _envs, "worker": worker,
 }
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def servers_add(foundry: Foundry, args: argparse.Namespace) -> int:
     """`servers add PATH --name N`: the "deploy" job, run in this process with its progress on stderr."""
     from builder.adopt import AdoptReport
     from builder.params import deploy_params
-    from server.cli import _print_outcome, run_job
+    from server.jobs_cli import print_outcome, run_job
 
     if not args.name or not args.as_name:
         raise InputError("servers add", "needs the server directory and --name",
@@ -97,7 +97,7 @@ def servers_add(foundry: Foundry, args: argparse.Namespace) -> int:
     params = deploy_params(args.name, args.as_name, args.network, args.secret or None, args.description)
     foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
     job = run_job(foundry, "deploy", params, quiet=args.json)
-    return _print_outcome(job, args.json, lambda r: _render_adopt(AdoptReport.model_validate(r)))
+    return print_outcome(job, args.json, lambda r: _render_adopt(AdoptReport.model_validate(r)))
 
 
 def _render_adopt(r: Any) -> str:

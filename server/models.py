@@ -34,14 +34,16 @@ class JobStatus(BaseModel):
     eta_s: float | None = Field(description="Estimated seconds left; null when unknown.")
     error: str | None
     log_tail: list[str]
+    worker: str | None = Field(None, description="Id of the worker process that runs or ran the job.")
+    note: str | None = Field(None, description="Why a queued job does not start, when no worker will take it.")
 
     @classmethod
-    def of(cls, job: Job, log_tail: list[str]) -> JobStatus:
+    def of(cls, job: Job, log_tail: list[str], note: str | None = None) -> JobStatus:
         """Shape a stored job for a client."""
         return cls(job_id=job.id, kind=job.kind, state=job.state, phase=job.phase, progress=job.progress,
                    message=job.message, created_at=job.created_at, started_at=job.started_at,
                    finished_at=job.finished_at, updated_at=job.updated_at, eta_s=job.eta_s(), error=job.error,
-                   log_tail=log_tail)
+                   log_tail=log_tail, worker=job.worker, note=note)
 
 
 class JobResult(BaseModel):
@@ -53,6 +55,7 @@ class JobResult(BaseModel):
     final: bool
     error: str | None
     result: dict[str, Any] | None = Field(description="The job's report (a ValidationReport, BuildReport, ...).")
+    next: str | None = Field(None, description="What to call to go on waiting, while the job is not final.")
 
 
 class JobSummary(BaseModel):

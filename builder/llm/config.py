@@ -29,8 +29,7 @@ HOW_TO_CONFIGURE = f"""No LLM provider is configured. Configure one of:
       {ENV_MODEL}=qwen2.5-coder:7b
       {ENV_API_KEY}=...   (or OPENAI_API_KEY; local servers need none)
   - OpenAI itself: OPENAI_API_KEY=sk-... (model defaults to {DEFAULT_OPENAI_MODEL}, override with {ENV_MODEL})
-  - recorded exchanges: {ENV_PROVIDER}=replay and {ENV_CASSETTE}=/path/to/cassette.jsonl
-  - or connect from an MCP client that supports sampling (the client's own model is then used)."""
+  - recorded exchanges: {ENV_PROVIDER}=replay and {ENV_CASSETTE}=/path/to/cassette.jsonl"""
 
 
 class LLMConfig(BaseModel):

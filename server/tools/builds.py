@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from builder import deploy
-from builder.jobs import JobRunner
 from builder.service import Foundry
 from server.errors import tool_errors
 from server.gateway import Gateway
@@ -55,7 +54,7 @@ class RolledBack(ServerDetails):
     state: str
 
 
-def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gateway | None = None) -> None:
+def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -> None:
     """Add the build and deployed-server tools to `app`."""
     servers_dir = foundry.settings.servers_dir
 
@@ -66,7 +65,6 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gatew
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     @tool_errors
     async def request_build(
-        ctx: Context,
         description: Annotated[str, Field(min_length=8, max_length=8000, description="The capability the server "
                                           "should provide, in plain words.")],
         name: Annotated[str | None, Field(max_length=64, description="Server name (a Python identifier); "
@@ -97,13 +95,10 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gatew
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,
                               priority=priority, timeout_s=timeout_s)
-        lent = _client_model(ctx)
-        job = runner.submit("build", params, timeout_s=timeout_s)
-        if lent is not None:
-            # No await between submit and this line: the job cannot have started without its provider.
-            foundry.job_llm[job.id] = lent
+        job = foundry.queue.submit("build", params, timeout_s=timeout_s)
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
-                         next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=120)")
+                         next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=45), again "
+                              "until final")
 
     @app.tool(title="Deploy a server you wrote",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
@@ -128,9 +123,9 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gatew
 
         params = deploy_params(path, name, needs_network, secrets, description)
         foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
-        job = runner.submit("deploy", params)
+        job = foundry.queue.submit("deploy", params)
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
-                         next=f"build_result(job_id='{job.id}', wait_s=120); then its tools are listed as "
+                         next=f"build_result(job_id='{job.id}', wait_s=45), again until final; then its tools are listed as "
                               f"{name}__<tool>")
 
     @app.tool(title="List deployed servers",
@@ -168,12 +163,3 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner, gateway: Gatew
         return RolledBack.model_validate({**with_details(manifest),
                                           "state": deploy.state_note(servers_dir, name, "rollback")})
 
-
-def _client_model(ctx: Context) -> Any:
-    """The client's own model through MCP sampling, when no provider is configured and the client offers it."""
-    from builder.llm import LLMConfig, make_provider
-    from builder.llm.sampling import SamplingProvider, supports_sampling
-
-    if make_provider(LLMConfig.from_env()) is not None or not supports_sampling(ctx):
-        return None
-    return SamplingProvider(ctx.session)

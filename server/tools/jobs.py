@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from builder.errors import InputError
-from builder.jobs import Job, JobRunner, JobState
+from builder.jobs import Job, JobState
 from builder.params import validation_params
 from builder.service import Foundry
 from server.errors import tool_errors
@@ -19,10 +20,22 @@ from server.models import JobList, JobResult, JobStatus, JobSummary, JobTicket
 JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                              description="A job id returned by validate_server or request_build.")]
 LOG_TAIL = 20
+MAX_WAIT_S = 50
+"""build_result never holds a request longer: clients commonly give up on a request at 60 s."""
+SUGGESTED_WAIT_S = 45
+"""The wait_s that `next` hints suggest."""
+PROGRESS_EVERY_S = 8.0
+"""While build_result waits, a progress notification goes out at least this often (changed or not), so that
+clients which reset their timeout on progress keep waiting."""
+CANCEL_WAIT_S = 30
+"""cancel_build waits this long for the job to unwind before it says it has not."""
+HOLD_MARGIN_S = 1.0
+"""build_result answers this long before wait_s is up, so that the answer arrives within wait_s."""
 
 
-def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
+def register(app: MCPServer, foundry: Foundry) -> None:
     """Add the job tools and the job log resource to `app`."""
+    queue = foundry.queue
 
     @app.tool(title="Validate an MCP server",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
@@ -43,16 +56,16 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         """
         params = validation_params(path, command, cases_file, needs_network, timeout_s)
         foundry.backend  # noqa: B018 - an unusable sandbox backend is refused now, not inside the job
-        job = runner.submit("validate", params, timeout_s=timeout_s)
+        job = queue.submit("validate", params, timeout_s=timeout_s)
         return _ticket(job)
 
     @app.tool(title="Job status",
               annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def build_status(job_id: JobId) -> JobStatus:
-        """A job's phase, progress 0..1, recent log lines, timestamps and estimated time left."""
-        job = foundry.store.get(job_id)
-        return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL))
+        """A job's phase, progress 0..1, recent log lines, timestamps, estimated time left and its worker."""
+        job = queue.get(job_id)
+        return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL), note=queue.note(job))
 
     @app.tool(title="Job result",
               annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
@@ -60,31 +73,28 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     async def build_result(
         job_id: JobId,
         ctx: Context,
-        wait_s: Annotated[float, Field(ge=0, le=600, description="Wait up to this many seconds for the job to "
-                                       "finish; progress notifications are sent meanwhile.")] = 0,
+        wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S, description="Wait up to this many seconds (at most "
+                                       f"{MAX_WAIT_S}) for the job to finish, with a progress notification at least "
+                                       f"every {PROGRESS_EVERY_S:g} s; call again to wait longer.")] = 0,
     ) -> JobResult:
         """The report of a finished job (validation or build), or its current state when not finished."""
-        job = foundry.store.get(job_id)
+        entered = anyio.current_time()
+        job = queue.get(job_id)
         if wait_s and not job.final:
-            sent: list[tuple[float, str]] = []
-
-            async def progress(j: Job) -> None:
-                note = (j.progress, f"{j.phase}: {j.message}".strip(": "))
-                if not sent or note != sent[-1]:  # a log line alone changes nothing worth notifying
-                    sent.append(note)
-                    await ctx.report_progress(note[0], 1.0, note[1])
-
-            job = await runner.wait(job_id, wait_s, on_change=progress)
+            budget = wait_s - HOLD_MARGIN_S - (anyio.current_time() - entered)
+            job = await queue.wait(job_id, max(0.0, budget), on_change=_Progress(ctx, foundry), beat_s=1.0)
         return JobResult(job_id=job.id, kind=job.kind, state=job.state, final=job.final, error=job.error,
-                         result=job.result)
+                         result=job.result, next=None if job.final else f"build_result(job_id='{job.id}', "
+                         f"wait_s={SUGGESTED_WAIT_S}) to wait on")
 
     @app.tool(title="Cancel a job",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True,
                                           openWorldHint=False))
     @tool_errors
     async def cancel_build(job_id: JobId) -> JobStatus:
-        """Cancel a queued or running job; returns once its sandboxed processes are stopped and nothing is deployed."""
-        job = await runner.cancel(job_id)
+        """Cancel a queued, running or waiting job; returns once its sandboxed processes are stopped and nothing is
+        deployed."""
+        job = await queue.cancel(job_id, wait_s=CANCEL_WAIT_S)
         return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL))
 
     @app.tool(title="List jobs",
@@ -118,5 +128,32 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
 
 def _ticket(job: Job) -> JobTicket:
     return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
-                     next=f"build_status(job_id='{job.id}') to follow it; build_result(job_id='{job.id}', wait_s=60) "
-                          "for the report")
+                     next=f"build_status(job_id='{job.id}') to follow it; build_result(job_id='{job.id}', "
+                          f"wait_s={SUGGESTED_WAIT_S}) for the report, again until final")
+
+
+class _Progress:
+    """Notifies a job's progress when it changes, and at least every PROGRESS_EVERY_S while it does not."""
+
+    def __init__(self, ctx: Context, foundry: Foundry):
+        self.ctx, self.queue = ctx, foundry.queue
+        self.sent: tuple[float, str] | None = None
+        self.value, self.at = -1.0, anyio.current_time()
+
+    async def __call__(self, job: Job) -> None:
+        note = (job.progress, _progress_message(job, self.queue.note(job)))
+        now = anyio.current_time()
+        # A log line alone is not worth a notification, but a long silence is: some clients time out on it.
+        if note == self.sent and now - self.at < PROGRESS_EVERY_S:
+            return
+        # The protocol wants each notification's value above the last, so an unchanged fraction is nudged up.
+        self.value = max(note[0], self.value + 1e-4)
+        self.sent, self.at = note, now
+        await self.ctx.report_progress(self.value, 1.0, note[1])
+
+
+def _progress_message(job: Job, note: str | None) -> str:
+    if job.state == JobState.queued:
+        return "queued" + (f": {note}" if note else ", waiting for a worker slot")
+    text = f"{job.phase}: {job.message}".strip(": ")
+    return f"waiting, {text}" if job.state == JobState.waiting else text

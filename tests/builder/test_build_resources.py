@@ -127,8 +127,8 @@ async def test_a_requested_resource_template_and_prompt_are_written_tested_and_s
     caller = {"resource": "http-status://404", "expect": {"contains": "Not Found"}}
     seen: set[str] = set()
     t = time.monotonic()
-    async with foundry.runner() as runner:
-        job = runner.submit("build", build_params(REQUEST, examples=[caller]))
+    async with foundry.runner():
+        job = foundry.queue.submit("build", build_params(REQUEST, examples=[caller]))
         with anyio.fail_after(240):
             while not (job := foundry.store.get(job.id)).final:
                 seen.add(job.message)

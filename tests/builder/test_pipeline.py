@@ -1,7 +1,7 @@
 """Acceptance tests of the build pipeline: real sandbox, real LanceDB, a scripted OpenAI-compatible endpoint.
 
-Builds are driven through a Foundry and its JobRunner in-process; the LLM and PyPI are the
-only fakes, and they sit at the wire (local HTTP servers).
+Builds are queued through a Foundry's queue and run by its JobRunner in this process; the LLM
+and PyPI are the only fakes, and they sit at the wire (local HTTP servers).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from builder.jobs import JobState
 from builder.params import build_params
 from builder.report import BuildReport
 from builder.service import Foundry
+from tests.proctree import sandboxed
 
 ENV_CACHE = Path(tempfile.gettempdir()) / f"mcp-foundry-test-envs-{os.getuid()}"
 REQUEST = "word and character statistics of a text"
@@ -128,9 +129,9 @@ def foundry(tmp_path, web):
 
 async def run_build(foundry: Foundry, params: dict, *, wait_s: float = 240) -> tuple[str, BuildReport, float]:
     t = time.monotonic()
-    async with foundry.runner() as runner:
-        job = runner.submit("build", params)
-        job = await runner.wait(job.id, wait_s)
+    async with foundry.runner():
+        job = foundry.queue.submit("build", params)
+        job = await foundry.queue.wait(job.id, wait_s)
     assert job.final, f"build still {job.state} after {wait_s} s"
     assert job.result is not None, f"build ended {job.state} without a report: {job.error}"
     return job.state, BuildReport.model_validate(job.result), time.monotonic() - t
@@ -226,40 +227,26 @@ async def test_an_llm_that_keeps_failing_ends_the_build_failed_with_nothing_depl
     assert not (foundry.settings.work_dir / "build-x").exists() and not any(foundry.settings.work_dir.iterdir())
 
 
-def sandbox_pids() -> set[int]:
-    """Processes of running validations (their command lines name the validator's work directory)."""
-    pids = set()
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if b"mcpf-validate-" in (p / "cmdline").read_bytes():
-                    pids.add(int(p.name))
-            except OSError:
-                continue
-    return pids
-
-
 @pytest.mark.anyio
 async def test_cancelling_mid_build_stops_the_sandbox_and_deploys_nothing(foundry, llm_env):
     slow = json.loads(FIXED)
     slow["files"]["server.py"] = slow["files"]["server.py"].replace(
         "    if len(text) > MAX_CHARS:", "    import time\n    time.sleep(60)\n    if len(text) > MAX_CHARS:")
     llm_env.script([json.dumps(REQUIREMENT), json.dumps(slow)])
-    before = sandbox_pids()
-    async with foundry.runner() as runner:
-        job = runner.submit("build", build_params(REQUEST))
+    async with foundry.runner():
+        job = foundry.queue.submit("build", build_params(REQUEST))
         running: set[int] = set()
         with anyio.fail_after(60):
             while not running:  # wait until the server under test is up and being called
                 await anyio.sleep(0.2)
                 if any("PASS prompts/list" in line for line in foundry.store.log(job.id)):  # cases come next
-                    running = sandbox_pids() - before
-        job = await runner.cancel(job.id)
+                    running = sandboxed(os.getpid())
+        job = await foundry.queue.cancel(job.id)
         assert job.state == JobState.cancelled  # returned only once the build has unwound:
         assert not any(foundry.settings.servers_dir.iterdir())
         assert not (foundry.settings.work_dir / f"build-{job.id}").exists()
     with anyio.fail_after(10):
-        while running & sandbox_pids():
+        while running & sandboxed(os.getpid()):
             await anyio.sleep(0.1)
     assert not any(foundry.settings.servers_dir.iterdir())
     assert not (foundry.settings.work_dir / f"build-{job.id}").exists()

@@ -44,8 +44,8 @@ def foundry(tmp_path, monkeypatch):
 
 
 async def seed(foundry: Foundry, params: dict) -> tuple[JobState, SeedReport]:
-    async with foundry.runner() as runner:
-        job = await runner.wait(runner.submit("seed", params).id, 180)
+    async with foundry.runner():
+        job = await foundry.queue.wait(foundry.queue.submit("seed", params).id, 180)
     assert job.result is not None, job.error
     return job.state, SeedReport.model_validate(job.result)
 

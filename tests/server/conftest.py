@@ -7,9 +7,12 @@ import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
+
+from tests.proctree import stop_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -24,7 +27,9 @@ def foundry_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env.update({"MCP_FOUNDRY_DATA_DIR": str(data_dir), "MCP_FOUNDRY_ENV_CACHE": str(ENV_CACHE), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
                 # The never-answering samples fail as "timeout" after this, not after the default 30 s.
-                "MCP_FOUNDRY_INIT_TIMEOUT": "6", **extra})
+                "MCP_FOUNDRY_INIT_TIMEOUT": "6",
+                # Workers that front ends start go away soon after the test's last job (the fixture stops them too).
+                "MCP_FOUNDRY_WORKER_IDLE": "3", **extra})
     return env
 
 
@@ -43,6 +48,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def result_of(client: Client, job_id: str, *, timeout: float = 240, progress=None) -> dict:
+    """build_result, asked again (it holds a request 50 s at most) until the job is final."""
+    with anyio.fail_after(timeout):
+        while True:
+            res = await client.call_tool("build_result", {"job_id": job_id, "wait_s": 45}, progress_callback=progress)
+            assert not res.is_error, res.content
+            if res.structured_content["final"]:
+                return res.structured_content
+
+
 @pytest.fixture
 def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("foundry-data")
+    """A fresh data dir; the worker its front ends started is stopped afterwards (by the pid its store records)."""
+    d = tmp_path_factory.mktemp("foundry-data")
+    yield d
+    stop_workers(d)

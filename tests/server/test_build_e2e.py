@@ -19,7 +19,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "builder")]
 from fake_openai import FakeOpenAI  # noqa: E402
 from fake_web import FakeWeb  # noqa: E402
 
-from tests.server.conftest import stdio_foundry  # noqa: E402
+from tests.server.conftest import result_of, stdio_foundry  # noqa: E402
 
 REQUIREMENT = {
     "server_name": "shout", "summary": "Upper-cases text.", "category": "text",
@@ -68,7 +68,7 @@ def test_request_build_over_stdio_deploys_a_server_that_answers(data_dir):
             job_id = ticket.structured_content["job_id"]
             status = await client.call_tool("build_status", {"job_id": job_id})
             assert status.structured_content["state"] in ("queued", "running", "succeeded")
-            out = (await client.call_tool("build_result", {"job_id": job_id, "wait_s": 240})).structured_content
+            out = await result_of(client, job_id)
             assert out["state"] == "succeeded", out
             server = await client.call_tool("get_server", {"name": "shout"})
             assert not server.is_error, server.content

@@ -18,7 +18,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from builder import deploy
 from builder.config import load_settings
-from builder.jobs import JobStore
+from builder.jobs import SqliteJobStore
 from builder.params import deploy_params
 from builder.service import Foundry
 from sandbox.policy import SECRET_NAME_PATTERN
@@ -41,16 +41,20 @@ LAB_PROCESS = "servers/lab/"
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Path:
     """A data dir with `lab` (two versions, deployed by jobs in this process) and `hostile` (by the CLI)."""
-    from server.cli import run_job
-
     data = tmp_path_factory.mktemp("gateway-data")
     foundry = Foundry(load_settings({"data_dir": str(data), "env_cache_dir": str(ENV_CACHE)}))
     added = subprocess.Popen([*FOUNDRY, "servers", "add", str(FIXTURES / "hostile_server"), "--name", "hostile"],
                              cwd=ROOT, env=foundry_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)  # meanwhile, in this process:
-    for _ in range(2):
-        job = run_job(foundry, "deploy", deploy_params(str(FIXTURES / "lab_server"), "lab"), quiet=True)
-        assert job.state == "succeeded", job.error
+
+    async def deploy_lab_twice() -> None:
+        async with foundry.runner():  # a worker of this process's own, beside the one the CLI starts
+            for _ in range(2):
+                job = foundry.queue.submit("deploy", deploy_params(str(FIXTURES / "lab_server"), "lab"))
+                job = await foundry.queue.wait(job.id, 300)
+                assert job.state == "succeeded", job.error
+
+    anyio.run(deploy_lab_twice)
     out, err = added.communicate(timeout=300)
     assert added.returncode == 0, err[-3000:]
     assert "DEPLOYED hostile v1" in out and "hostile__<tool>" in out
@@ -285,7 +289,7 @@ def test_no_mount_serves_only_the_foundrys_own_tools(deployed):
 
 
 def test_bad_input_to_servers_add_and_run_is_refused_before_anything_runs(deployed):
-    store = JobStore(deployed / "jobs.sqlite3")
+    store = SqliteJobStore(deployed / "jobs.sqlite3")
     jobs_before = store.list()
     runs = [cli(deployed, "servers", "add", str(FIXTURES / "lab_server")),
             cli(deployed, "servers", "add", str(FIXTURES / "lab_server"), "--name", "lab",

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from mcp.client.client import Client
 
-from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, free_port
+from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, free_port, result_of
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
@@ -51,9 +51,9 @@ def test_tools_over_http(http_server):
             assert listed.structured_content == {"jobs": []}
             ticket = await client.call_tool("validate_server", {"path": str(FIXTURES / "good_server")})
             job_id = ticket.structured_content["job_id"]
-            out = await client.call_tool("build_result", {"job_id": job_id, "wait_s": 120})
-            assert out.structured_content["state"] == "succeeded", out.structured_content
-            assert out.structured_content["result"]["report"]["verdict"] == "pass"
+            out = await result_of(client, job_id)
+            assert out["state"] == "succeeded", out
+            assert out["result"]["report"]["verdict"] == "pass"
             log = await client.read_resource(f"foundry://jobs/{job_id}/log")
             assert "verdict: pass" in log.contents[0].text
 

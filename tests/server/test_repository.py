@@ -8,6 +8,7 @@ import subprocess
 import anyio
 import pytest
 
+from tests.proctree import stop_workers
 from tests.server.conftest import FOUNDRY, ROOT, foundry_env, stdio_foundry
 
 
@@ -19,7 +20,8 @@ def seeded(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "stored: 12" in run.stdout and "failed: 0" in run.stdout
     assert "text_statistics: stored" in run.stderr  # progress was shown
-    return data_dir
+    yield data_dir
+    stop_workers(data_dir)
 
 
 def test_seeding_again_stores_nothing_new_and_cli_search_finds_by_meaning(seeded):

@@ -6,13 +6,15 @@ import json
 
 import anyio
 import mcp_types as types
+import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.server.conftest import FOUNDRY, ROOT, foundry_env
+from tests.server.conftest import FOUNDRY, ROOT, foundry_env, result_of
 from tests.server.test_build_e2e import DRAFT, REQUIREMENT, FakeWeb
 
 
+@pytest.mark.skip(reason="sampling moves to the job store's question/answer path (issue 7 section 1)")
 def test_build_uses_the_clients_model_through_sampling(data_dir):
     web = FakeWeb().start()
     web.add_package("mcp", {"1.0.0": "2024-11-25T00:00:00Z", "2.3.0": "2026-06-01T00:00:00Z"}, summary="MCP SDK")
@@ -35,8 +37,7 @@ def test_build_uses_the_clients_model_through_sampling(data_dir):
             ticket = await client.call_tool("request_build", {"description": "make any text shout in capitals"})
             assert not ticket.is_error, ticket.content
             job_id = ticket.structured_content["job_id"]
-            out = await client.call_tool("build_result", {"job_id": job_id, "wait_s": 240})
-            return out.structured_content
+            return await result_of(client, job_id)
 
     try:
         out = anyio.run(main)
@@ -49,6 +50,7 @@ def test_build_uses_the_clients_model_through_sampling(data_dir):
 
 
 def test_without_sampling_or_provider_the_build_says_how_to_configure(data_dir):
+    """Builds run in the worker, which cannot reach a client's session: with no endpoint configured, they say so."""
     env = {k: v for k, v in foundry_env(data_dir).items() if not k.startswith("MCP_FOUNDRY_LLM")
            and k != "OPENAI_API_KEY"}
     params = StdioServerParameters(command=FOUNDRY[0], args=[*FOUNDRY[1:], "serve"], env=env, cwd=str(ROOT))
@@ -57,7 +59,7 @@ def test_without_sampling_or_provider_the_build_says_how_to_configure(data_dir):
         async with Client(params, mode="legacy", read_timeout_seconds=120) as client:
             ticket = await client.call_tool("request_build", {"description": "make any text shout in capitals"})
             job_id = ticket.structured_content["job_id"]
-            return (await client.call_tool("build_result", {"job_id": job_id, "wait_s": 120})).structured_content
+            return await result_of(client, job_id, timeout=120)
 
     out = anyio.run(main)
     assert out["state"] == "failed"
