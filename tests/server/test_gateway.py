@@ -23,7 +23,7 @@ from builder.params import deploy_params
 from builder.service import Foundry
 from sandbox.policy import SECRET_NAME_PATTERN
 from server.gateway.mounts import exposed_name
-from tests.server.conftest import ENV_CACHE, FIXTURES, FOUNDRY, ROOT, foundry_env
+from tests.server.conftest import ENV_CACHE, FIXTURES, FOUNDRY, ROOT, foundry_env, result_of
 from tests.server.gateway_helpers import (
     TOOL_NAME,
     Heard,
@@ -103,7 +103,7 @@ def test_a_deployment_reaches_every_open_session(data_dir):
                     while not deployer_events:  # the 2026-07-28 session hears it on its listen stream
                         await anyio.sleep(0.1)
                 tg.cancel_scope.cancel()
-            result = (await deployer.call_tool("build_result", {"job_id": job_id, "wait_s": 120})).structured_content
+            result = await result_of(deployer, job_id)
             assert result["state"] == "succeeded" and result["result"]["deployment"]["version"] == "1"
             hits = await deployer.call_tool("search_repository", {"query": "add two integers, reverse a string",
                                                                   "filters": {"source": "user"}})

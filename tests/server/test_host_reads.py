@@ -14,7 +14,7 @@ import uuid
 import anyio
 import pytest
 
-from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, stdio_foundry
+from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, result_of, stdio_foundry
 
 
 @pytest.fixture
@@ -91,9 +91,7 @@ def test_a_link_to_proc_1_root_is_copied_as_a_link_and_the_job_reports(data_dir,
         async with stdio_foundry(data_dir) as client:
             ticket = await client.call_tool("validate_server", {"path": str(server)})
             assert not ticket.is_error, ticket.content
-            out = await client.call_tool("build_result", {"job_id": ticket.structured_content["job_id"],
-                                                          "wait_s": 120})
-            return out.structured_content
+            return await result_of(client, ticket.structured_content["job_id"])
 
     out = anyio.run(main)
     assert out["state"] == "succeeded", out

@@ -11,7 +11,8 @@ import anyio
 from sandbox.limits import cgroups, workspace
 from sandbox.limits.workspace import default_parent
 from sandbox.report import ValidationReport
-from tests.server.conftest import FOUNDRY, ROOT, foundry_env, stdio_foundry
+from tests.proctree import alive, workers_of
+from tests.server.conftest import FOUNDRY, ROOT, foundry_env, result_of, stdio_foundry
 
 
 def _cli(data_dir, *argv, **env):
@@ -55,9 +56,7 @@ def test_a_silent_server_fails_as_timeout_at_the_configured_initialize_limit(dat
     async def main():
         async with stdio_foundry(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="4", MCP_FOUNDRY_CASE_TIMEOUT="1") as client:
             ticket = await client.call_tool("validate_server", {"command": "sleep 300"})
-            out = await client.call_tool("build_result", {"job_id": ticket.structured_content["job_id"],
-                                                          "wait_s": 60})
-            return out.structured_content
+            return await result_of(client, ticket.structured_content["job_id"])
 
     out = anyio.run(main)
     init = next(c for c in out["result"]["report"]["checks"] if c["name"] == "initialize")
@@ -69,20 +68,28 @@ def test_kill_9_leaves_debris_that_the_next_start_cleans_without_touching_live_s
     parent = default_parent()
     env = foundry_env(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="120")
     with workspace(16, prefix="mcpf-live") as live:  # held by this test: no cleaning may touch it
-        victim = subprocess.Popen([*FOUNDRY, "validate", "--command", "sleep 300"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        front = subprocess.Popen([*FOUNDRY, "validate", "--command", "sleep 300"], cwd=ROOT, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        worker = None
         try:
             mine = []
-            for _ in range(600):
-                mine = sorted(parent.glob(f"mcpf-validate-{victim.pid}-*[!k]"))
-                if mine and any(p.exists() for p in _cgroups_of(victim.pid)):
+            for _ in range(600):  # the job runs in the data dir's worker: its workspace names the worker's pid
+                workers = workers_of(data_dir)
+                worker = workers[0][0] if workers else None
+                mine = sorted(parent.glob(f"mcpf-validate-{worker}-*[!k]")) if worker else []
+                if mine and any(p.exists() for p in _cgroups_of(worker)):
                     break
                 time.sleep(0.05)
             assert mine, "the validation never made its workspace"
         finally:
-            os.kill(victim.pid, signal.SIGKILL)  # the CLI process only: what it leaves is the point
-            victim.wait(10)
-        debris, groups = mine[0], _cgroups_of(victim.pid)
+            if worker is not None:
+                os.kill(worker, signal.SIGKILL)  # the worker only: what it leaves is the point
+            front.kill()
+            front.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        debris, groups = mine[0], _cgroups_of(worker)
         assert debris.is_dir() and (os.geteuid() != 0 or os.path.ismount(debris)), "kill -9 left nothing to clean"
         run = _cli(data_dir, "status")  # any start cleans
         assert run.returncode == 0, run.stderr

@@ -141,7 +141,8 @@ def test_with_max_jobs_0_no_worker_starts_and_build_result_holds_a_request_50_s_
 
 
 def test_ctrl_c_in_the_cli_cancels_its_job_in_the_worker(data_dir):
-    env = foundry_env(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="60")
+    # The worker must outlive the checks below even on a loaded machine (the fixture stops it after the test).
+    env = foundry_env(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="60", MCP_FOUNDRY_WORKER_IDLE="120")
     cli = subprocess.Popen([*FOUNDRY, "validate", str(FIXTURES / "no_init_server")], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
