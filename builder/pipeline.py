@@ -1,9 +1,15 @@
-"""One build, request to deployed server: analyse -> reuse? -> research -> loop -> deploy -> learn.
+"""One build, request to deployed server: reuse? -> analyse -> research -> loop -> deploy -> learn.
 
-Reuse rules: an exact repeat (same normalized request, checked BEFORE any LLM call) or a
-verified case whose tools cover every requested tool with a hybrid score of at least
-REUSE_THRESHOLD is re-validated in the sandbox (its own cases plus the caller's examples) and
-deployed, under the caller's name when one was given, with no code generation.
+Reuse (builder.reuse decides; `fresh` skips all of it):
+- an exact repeat (same normalized request) is reused before anything else;
+- the repository is searched with the request's words; with a model, the analyst sees the
+  closest verified candidates and may choose one that covers the request by meaning (with a
+  capability -> tool mapping), else writes the requirement; without a model, the closest
+  candidate is reused when it covers a description-only request strongly enough, and a request
+  naming tools is reused by a case having those tools (REUSE_THRESHOLD);
+- a chosen case is re-validated in the sandbox (its own cases plus the caller's examples) and
+  deployed, under the caller's name when one was given, with no code generation; one that fails
+  re-validation falls back to building, and the report says so.
 """
 
 from __future__ import annotations
@@ -22,13 +28,25 @@ from builder.jobs import JobContext
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
 from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
-from knowledge.models import SearchFilters, SearchQuery, SuccessCase
+from builder.reuse import (
+    NO_MODEL_THRESHOLDS,
+    CandidateVerdict,
+    ReuseDecision,
+    analyze_with_candidates,
+    check_decision,
+    decide_without_model,
+    renamed,
+    shortlist,
+)
+from knowledge.models import Match, SearchFilters, SearchQuery, SuccessCase
+from knowledge.text import requirement_hash
 
 if TYPE_CHECKING:
     from builder.service import Foundry
 
 REUSE_THRESHOLD = 0.75
-"""Least hybrid score (knowledge.search) at which a stored case covering every requested tool is reused."""
+"""Least hybrid score (knowledge.search) at which a stored case having every tool the caller named is reused
+without a model."""
 FINISH_MARGIN_S = 15.0
 """Time kept back from the loop for deploy and learn."""
 
@@ -48,6 +66,12 @@ class _Build:
         self.deadline = self.t0 + budget - FINISH_MARGIN_S
         self.work = self.settings.work_dir / f"build-{ctx.job_id}"
         self.deployed: Any = None
+        self.fresh = bool(self.params.get("fresh"))
+        self.flagged: set[str] = set()
+        """Ids of cases whose reuse for this very request was reported false: never reused for it again."""
+        self.matches: list[Match] = []
+        self.cover: list[Any] = []
+        self.reused_case: SuccessCase | None = None
 
     @contextmanager
     def phase(self, name: str, fraction: float, message: str = ""):
@@ -74,25 +98,36 @@ class _Build:
         return self.finish()
 
     async def run(self) -> BuildReport:
-        with self.phase("reuse", 0.02, "looking for an exact repeat"):
-            exact = await self.knowledge("find_exact", self.request)
-        if exact is not None and exact.verdict == "passed" and await self.reuse(exact, "exact"):
+        self.report.fresh = self.fresh
+        if not self.fresh and await self.reuse_exact():
             return self.finish()
         provider = self.foundry.provider_for(self.ctx.job_id)
+        candidates = [] if self.fresh else await self.candidates()
         if provider is None:
-            if self.params.get("tools") and await self.reuse_similar(None) is True:
+            if not self.fresh and await self.reuse_without_model(candidates):
                 return self.finish()
             raise NotConfigured(_not_configured_message())
-        with self.phase("analyze", 0.05, "analysing the request"):
-            req = await analyze(provider, self.params, self.report.usage)
+        req: Requirement | None = None
+        if candidates:
+            with self.phase("analyze", 0.05, f"analysing the request against {len(candidates)} stored server(s)"):
+                answer = await analyze_with_candidates(provider, self.params, candidates, self.report.usage)
+            if await self.reuse_chosen(answer.reuse, candidates):
+                return self.finish()
+            req = answer.requirement
+        if req is None:
+            with self.phase("analyze", 0.05, "analysing the request"):
+                req = await analyze(provider, self.params, self.report.usage)
         self.report.requirement = req
         self.ctx.log(f"requirement: server {req.server_name} with tools {', '.join(req.tool_names())}")
-        matches = await self.reuse_similar(req)
-        if matches is True:
-            return self.finish()
+        matches: list[Any] = list(candidates)
+        if not candidates and not self.fresh:
+            found = await self.reuse_similar(req)
+            if found is True:
+                return self.finish()
+            matches = found or []
         with self.phase("research", 0.1, "researching packages and examples"):
             research = await self.research(req)
-        examples = await self.examples(req, matches or [])
+        examples = await self.examples(req, matches)
         with self.phase("loop", 0.15, "writing and validating the server"):
             result = await run_loop(req, research, examples, self.loop_deps(provider))
         self.report.turns, self.report.heal_attempts = result.turns, result.heal_attempts
@@ -118,8 +153,87 @@ class _Build:
         return self.finish()
 
     # -- reuse ----------------------------------------------------------------------------------------------------
+    async def reuse_exact(self) -> bool:
+        """Reuse the case stored for this very request, unless that reuse was reported false."""
+        with self.phase("reuse", 0.02, "looking for an exact repeat"):
+            exact = await self.knowledge("find_exact", self.request)
+            rhash = requirement_hash(self.request)
+            self.flagged = {case_id for h, case_id in await self.knowledge("flagged_pairs") if h == rhash}
+        if exact is None or exact.verdict != "passed":
+            return False
+        if exact.id in self.flagged:
+            self.report.notes.append(f"case {exact.id} was reported as a false reuse of this request; not reused")
+            return False
+        return await self.reuse(exact, "exact", 1.0)
+
+    async def candidates(self) -> list[Match]:
+        """The closest verified cases by meaning, for the analyst or the no-model decision (verdicts for the rest)."""
+        from knowledge.coverage import coverage
+
+        text = self.params["description"]
+        with self.phase("reuse", 0.03, "searching the repository"):
+            matches = await self.knowledge("find_similar", text, 5, SearchFilters(verdict="passed"))
+            store = self.foundry.knowledge
+            self.cover = await anyio.to_thread.run_sync(lambda: coverage(store.embedder, text, [m.case for m in matches]))
+        self.matches = matches
+        shown, dropped = shortlist(matches, self.cover, self.flagged)
+        self.report.candidates = dropped
+        return shown
+
+    async def reuse_without_model(self, candidates: list[Match]) -> bool:
+        """No model: reuse by the tools the caller named, else (description only) by meaning when it is strong."""
+        if self.params.get("tools"):
+            return await self.reuse_similar(None) is True
+        model = self.foundry.knowledge.embedder.name
+        chosen, verdicts = decide_without_model(self.params["description"], self.matches, self.cover,
+                                                NO_MODEL_THRESHOLDS.get(model), self.flagged, model)
+        self.report.candidates = verdicts
+        if chosen is None:
+            return False
+        c = next(c for c in self.cover if c.case_id == chosen.case.id)
+        if await self.reuse(chosen.case, f"meaning (similarity {c.similarity:.2f}, lead {c.margin:.2f}: {c.view[:60]!r})",
+                            c.similarity):
+            return True
+        self._verdict(chosen.case.id, False, "covers the request but failed re-validation (see notes)")
+        return False
+
+    async def reuse_chosen(self, decision: ReuseDecision, candidates: list[Match]) -> bool:
+        """Deploy the candidate the analyst chose, if any and if it still validates; verdicts for every candidate."""
+        explicit = [t for t in self.params.get("tools") or [] if t.isidentifier()]
+        problem = check_decision(decision, candidates, explicit) if decision.case_id else ""
+        for m in candidates:
+            chosen = m.case.id == decision.case_id
+            why = (f"chosen by the analyst, not usable: {problem}" if chosen and problem else
+                   f"chosen by the analyst: {decision.reason}" if chosen else f"the analyst: {decision.reason}")
+            self.report.candidates.insert(0, CandidateVerdict(case_id=m.case.id, server_name=m.case.server_name,
+                                                              score=m.score, why=why))
+        if not decision.case_id or problem:
+            if problem:
+                self.report.notes.append(f"the analyst's choice was not used: {problem}; building anew")
+            return False
+        match = next(m for m in candidates if m.case.id == decision.case_id)
+        self.report.tool_mapping = decision.mapping
+        for r in renamed(decision.mapping, explicit):
+            self.report.notes.append(f"your tool name {r.requested!r} is served by the stored tool {r.tool!r}: the "
+                                     "deployed server keeps its own tool names (see tool_mapping)")
+        # The caller's examples name the tools they asked for; they bind the stored tools the analyst mapped them to.
+        names = {m.requested: m.tool for m in decision.mapping}
+        examples = [{**e, "tool": names.get(e.get("tool"), e.get("tool"))} for e in self.params.get("examples") or []]
+        if await self.reuse(match.case, f"model (score {match.score:.2f}: {decision.reason[:120]})", match.score,
+                            examples=examples):
+            self._verdict(match.case.id, True, f"reused: {decision.reason}")
+            return True
+        self.report.tool_mapping = []
+        self._verdict(match.case.id, False, "chosen by the analyst but failed re-validation; building anew")
+        return False
+
+    def _verdict(self, case_id: str, reused: bool, why: str) -> None:
+        for v in self.report.candidates:
+            if v.case_id == case_id:
+                v.reused, v.why = reused, why
+
     async def reuse_similar(self, req: Requirement | None) -> bool | list[Any]:
-        """Reuse a verified case covering every requested tool; returns True when reused, else the matches seen."""
+        """Reuse a verified case having every requested tool; returns True when reused, else the matches seen."""
         wanted = req.tool_names() if req else [t for t in self.params.get("tools", []) if t.isidentifier()]
         if not wanted:
             return []
@@ -130,12 +244,12 @@ class _Build:
             matches = await self.knowledge("find_similar", query, 5, SearchFilters(verdict="passed"))
         for m in matches:
             covered = set(wanted) <= {t.name for t in m.case.tools}
-            if m.score >= REUSE_THRESHOLD and covered:
-                if await self.reuse(m.case, f"similar (score {m.score:.2f}: {m.reason})"):
+            if m.score >= REUSE_THRESHOLD and covered and m.case.id not in self.flagged:
+                if await self.reuse(m.case, f"tools (score {m.score:.2f}: {m.reason})", m.score):
                     return True
         return matches
 
-    async def reuse(self, case: SuccessCase, how: str) -> bool:
+    async def reuse(self, case: SuccessCase, how: str, score: float, *, examples: list[Any] | None = None) -> bool:
         """Re-validate a stored case and deploy it; False (with a note) when it no longer validates."""
         from sandbox.errors import EnvBuildError
 
@@ -145,7 +259,7 @@ class _Build:
                 self.report.notes.append(f"case {case.id} has neither files nor a deployed directory; not reused")
                 return False
             # The caller's example calls bind a reused server exactly as they bind a generated one.
-            draft = with_required_cases(draft, list(self.params.get("examples") or []))
+            draft = with_required_cases(draft, list(self.params.get("examples") or [] if examples is None else examples))
             directory = draft.write_to(self.work / "reuse")
             try:
                 env = await self.foundry.envs.ensure(draft.requirements(), log=self.ctx.log)
@@ -168,6 +282,8 @@ class _Build:
         await self.register()
         self.report.ok, self.report.outcome = True, "reused"
         self.report.reused_case_id, self.report.case_id, self.report.reuse = case.id, case.id, how
+        self.report.reuse_score = round(score, 4)
+        self.reused_case = case
         self.ctx.log(f"reused case {case.id} ({how})")
         return True
 
@@ -245,6 +361,21 @@ class _Build:
                                      f"not registered after {reg.attempts} attempts ({reg.error}); the build "
                                      "is deployed all the same"))
 
+    async def record(self, report: BuildReport) -> None:
+        """Log how this build was served, for `library stats` (a failure to log never fails the build)."""
+        from knowledge.errors import KnowledgeError
+        from knowledge.reuse_log import ReuseEvent
+
+        reused = report.outcome == "reused"
+        name = self.reused_case.server_name if reused and self.reused_case is not None else ""
+        event = ReuseEvent(build_id=self.ctx.job_id, request_text=self.request, outcome=report.outcome,
+                           case_id=report.reused_case_id or "", server_name=name,
+                           how=(report.reuse or "").split(" ")[0], score=report.reuse_score or 0.0)
+        try:
+            await self.knowledge("record_build", event)
+        except KnowledgeError as e:
+            report.notes.append(f"the build was not counted in the reuse statistics: {e}")
+
     async def learn_success(self, req: Requirement, result: Any) -> None:
         from builder.learn import learn_success, success_case
 
@@ -289,6 +420,15 @@ async def run_build(ctx: JobContext, foundry: Foundry) -> BuildReport:
     """The "build" job: returns a BuildReport (ok=False for a failed build, with the reason in `error`)."""
     build = _Build(ctx, foundry)
     try:
+        report = await _run(build, foundry)
+    finally:
+        cleanup(build.work)
+    await build.record(report)
+    return report
+
+
+async def _run(build: _Build, foundry: Foundry) -> BuildReport:
+    try:
         return await build.run()
     except NotConfigured as e:
         return build.fail(str(e))
@@ -304,5 +444,3 @@ async def run_build(ctx: JobContext, foundry: Foundry) -> BuildReport:
 
             remove_server(foundry.settings.servers_dir, build.deployed.name, build.deployed.version)
         raise
-    finally:
-        cleanup(build.work)
