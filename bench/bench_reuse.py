@@ -73,7 +73,7 @@ def seeded_store(path: Path, model: str):
 
 def observe(store, request: str):
     """Candidates, their coverage, and the top search hit for one request."""
-    from builder.reuse import CANDIDATES
+    from builder.reuse.decide import CANDIDATES
     from knowledge.coverage import coverage
     from knowledge.models import SearchFilters
 
@@ -83,7 +83,7 @@ def observe(store, request: str):
 
 def calibrate(models: list[str]) -> None:
     """Recall, the no-model decision's rates per threshold, and the analyst's candidate recall, per model."""
-    from builder.reuse import MIN_CANDIDATE_SCORE, NO_MODEL_THRESHOLDS, Thresholds, decide_without_model
+    from builder.reuse.decide import NO_MODEL_THRESHOLDS, Thresholds, decide_without_model, shortlist
     from knowledge.text import has_cjk
 
     for model in models:
@@ -100,10 +100,10 @@ def calibrate(models: list[str]) -> None:
             hit = sum(bool(m) and m[0].case.server_name == label for label, m in rows)
             print(f"  search recall@1, {lang} paraphrases: {hit}/{len(rows)} = {hit / len(rows):.2f}")
         for half in ("dev", "test"):
-            rows = [(label, m, k) for (h, k, r), (label, m, _c, n) in seen.items() if h == half]
-            shown = sum(any(x.case.server_name == label and x.score >= MIN_CANDIDATE_SCORE for x in m[:3])
-                        for label, m, k in rows if k == "covered")
-            n = sum(k == "covered" for _, _, k in rows)
+            rows = [(label, m, c, k) for (h, k, r), (label, m, c, _n) in seen.items() if h == half]
+            shown = sum(any(x.case.server_name == label for x in shortlist(m, c, set())[0])
+                        for label, m, c, k in rows if k == "covered")
+            n = sum(k == "covered" for *_, k in rows)
             print(f"  with a model ({half}): the covering case is among the analyst's candidates for {shown}/{n} "
                   f"paraphrases = {shown / n:.2f}")
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from builder.llm.base import Usage
 from builder.loop import HealAttempt, Turn, ValidationDigest
 from builder.requirement import Requirement
-from builder.reuse import CandidateVerdict, CapabilityMapping
+from builder.reuse.decide import CandidateVerdict, CapabilityMapping
 
 
 class Deployment(BaseModel):

@@ -82,7 +82,7 @@ class Foundry:
             from knowledge.embed import make_embedder
             from knowledge.store import KnowledgeStore
 
-            embedder = make_embedder(self.settings.embedding_model, cache_dir=self.settings.cache_dir / "embeddings")
+            embedder = make_embedder(self.settings.embedding_model, cache_dir=self.settings.embedding_cache)
             self._knowledge = KnowledgeStore.open(self.settings.knowledge, embedder=embedder,
                                                   progress=_migration_progress)
         return self._knowledge
