@@ -94,7 +94,7 @@ class _Build(ReusePhase):
         if provider is None:
             if not self.fresh and await self.reuse_without_model(candidates):
                 return self.finish()
-            raise NotConfigured(_not_configured_message())
+            raise NotConfigured(_not_configured_message(self.report.candidates, self.fresh))
         req: Requirement | None = None
         if candidates:
             with self.phase("analyze", 0.05, f"analysing the request against {len(candidates)} stored server(s)"):
@@ -251,11 +251,16 @@ class _Build(ReusePhase):
             server_name=name, req=req, draft=draft, attempts=self.report.heal_attempts))
 
 
-def _not_configured_message() -> str:
+def _not_configured_message(candidates: list[Any], fresh: bool) -> str:
     from builder.llm import HOW_TO_CONFIGURE
 
+    closest = (f" The closest stored server, {candidates[0].server_name}, was not reused: {candidates[0].why}."
+               if candidates else " No stored server is close to it.")
     return ("This build needs code generation and " + HOW_TO_CONFIGURE[0].lower() + HOW_TO_CONFIGURE[1:]
-            + "\nRequests the repository already covers are served without an LLM.")
+            + "\nRequests the repository already covers are served without an LLM: exact repeats, requests naming "
+            "a stored server's tools, and descriptions a stored server clearly covers by meaning."
+            + (" This build asked for a fresh build (fresh=true), so the repository was not consulted." if fresh
+               else closest))
 
 
 async def run_build(ctx: JobContext, foundry: Foundry) -> BuildReport:

@@ -59,17 +59,22 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
         priority: Annotated[Literal["low", "normal", "high"], Field(description="Queue rank: high jobs start before "
                                                                     "normal ones, normal before low.")] = "normal",
         timeout_s: Annotated[float | None, Field(ge=60, le=86400, description="Build timeout in seconds (60..86400).")] = None,
+        fresh: Annotated[bool, Field(description="Build anew even when a stored server covers the request "
+                                     "(never reuse).")] = False,
     ) -> JobTicket:
         """Build, validate and deploy an MCP server for a capability; returns a job id at once.
 
-        A request the repository already covers is re-validated and deployed without
-        generating code. Follow it with build_status and build_result.
+        A request the repository already covers (by meaning, in any language the embedding
+        model knows) is re-validated and deployed without generating code; the report says
+        which stored server was reused and why each candidate was or was not. Follow it with
+        build_status and build_result; report_false_reuse flags a reuse that does not do what
+        was asked.
         """
         from builder.params import build_params
 
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,
-                              priority=priority, timeout_s=timeout_s)
+                              priority=priority, timeout_s=timeout_s, fresh=fresh)
         lent = _client_model(ctx)
         job = runner.submit("build", params, timeout_s=timeout_s)
         if lent is not None:
