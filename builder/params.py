@@ -30,10 +30,13 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
                  examples: list[dict[str, Any]] | None = None, needs_network: bool = False,
                  priority: str = "normal", timeout_s: float | None = None, fresh: bool = False) -> dict[str, Any]:
     """Check request_build's inputs and return the job parameters; InputError names the bad field."""
-    from knowledge.text import normalize_package
+    from knowledge.text import has_cjk, normalize_package
 
-    if not isinstance(description, str) or not 8 <= len(description.strip()) <= 8000:
-        raise InputError("description", "must say what the server should do in 8 to 8000 characters",
+    # A CJK character carries about a word: "把语音转成文字" (speech to text) is a whole request in 7.
+    least = 4 if isinstance(description, str) and has_cjk(description) else 8
+    if not isinstance(description, str) or not least <= len(description.strip()) <= 8000:
+        raise InputError("description", "must say what the server should do in 8 to 8000 characters (4 in "
+                         "Chinese, Japanese or Korean)",
                          "plain words, e.g. 'word and character statistics of a text'")
     if name is not None and (not name or len(name) > 64 or not name[0].isalpha() or not set(name) <= _IDENT_CHARS):
         raise InputError("name", f"{name!r} is not a lowercase Python identifier",

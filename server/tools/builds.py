@@ -43,8 +43,9 @@ def register(app: MCPServer, foundry: Foundry, runner: JobRunner) -> None:
     @tool_errors
     async def request_build(
         ctx: Context,
-        description: Annotated[str, Field(min_length=8, max_length=8000, description="The capability the server "
-                                          "should provide, in plain words.")],
+        description: Annotated[str, Field(min_length=4, max_length=8000, description="The capability the server "
+                                          "should provide, in plain words, in any language (at least 8 "
+                                          "characters, or 4 in Chinese, Japanese or Korean).")],
         name: Annotated[str | None, Field(max_length=64, description="Server name (a Python identifier); "
                                           "derived from the description when omitted.")] = None,
         tools: Annotated[list[str] | None, Field(max_length=30, description="Tool names or one-line tool "
