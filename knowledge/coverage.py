@@ -59,8 +59,8 @@ def case_views(case: SuccessCase) -> list[str]:
     views = [case.request_text, case.summary]
     views += [p.strip() for p in _CLAUSE.split(case.request_text) if len(p.split()) >= 3 or has_cjk(p)]
     views += [f"{t.name.replace('_', ' ')}: {t.description}" for t in case.tools]
-    seen: set[str] = set()
-    return [v for v in views if v and v.strip() and not (v in seen or seen.add(v))][:24]
+    unique = list(dict.fromkeys(v for v in views if v and v.strip()))
+    return unique[:24]
 
 
 def _view_vectors(embedder: Embedder, case: SuccessCase) -> list[list[float]]:

@@ -148,8 +148,9 @@ class KnowledgeStore(LearningTables, ReuseLog):
         self._set_meta(
             {
                 "schema_version": str(sc.SCHEMA_VERSION),
-                "embedding_model": values.get("embedding_model", self.embedder.name),
-                "embedding_dim": values.get("embedding_dim", str(self.embedder.dim)),
+                # Unchanged, just re-embedded, or nothing stored yet: the vectors are this model's either way.
+                "embedding_model": self.embedder.name,
+                "embedding_dim": str(self.embedder.dim),
                 "cases_table": self._cases,
             }
         )

@@ -95,12 +95,13 @@ class ReusePhase:
         """Deploy the candidate the analyst chose, if any and if it still validates; verdicts for every candidate."""
         explicit = [t for t in self.params.get("tools") or [] if t.isidentifier()]
         problem = check_decision(decision, candidates, explicit) if decision.case_id else ""
+        shown = []
         for m in candidates:
             chosen = m.case.id == decision.case_id
             why = (f"chosen by the analyst, not usable: {problem}" if chosen and problem else
                    f"chosen by the analyst: {decision.reason}" if chosen else f"the analyst: {decision.reason}")
-            self.report.candidates.insert(0, CandidateVerdict(case_id=m.case.id, server_name=m.case.server_name,
-                                                              score=m.score, why=why))
+            shown.append(CandidateVerdict(case_id=m.case.id, server_name=m.case.server_name, score=m.score, why=why))
+        self.report.candidates = shown + self.report.candidates
         if not decision.case_id or problem:
             if problem:
                 self.report.notes.append(f"the analyst's choice was not used: {problem}; building anew")
