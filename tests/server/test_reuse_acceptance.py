@@ -145,7 +145,9 @@ def test_requests_nothing_covers_are_not_reused_and_say_why(outcomes, capsys):
 
 
 def test_reuse_is_counted_and_a_false_reuse_can_be_reported(repo, outcomes):
-    request, report = next((r, outcomes[r]) for r, _ in SETS["covered"] if outcomes[r]["outcome"] == "reused")
+    reused = [r for r, _ in SETS["covered"] if outcomes[r]["outcome"] == "reused"]
+    request, report = reused[0], outcomes[reused[0]]
+    other: dict[str, str] = {}
 
     async def main() -> tuple[dict, dict, dict, dict]:
         async with stdio_foundry(repo) as client:
@@ -181,9 +183,15 @@ def test_reuse_is_counted_and_a_false_reuse_can_be_reported(repo, outcomes):
     assert after["false_reuse_reports"] == 1 and after["reports"][0]["case_id"] == flagged["case_id"]
     assert next(h for h in after["hits_by_case"] if h["case_id"] == flagged["case_id"])["false_reports"] == 1
 
+    flag = subprocess.run([*FOUNDRY, "library", "flag", other["job_id"], "--reason", "not what I asked"],
+                          env=foundry_env(repo), cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert flag.returncode == 0 and f"build {other['job_id']} was served from" in flag.stdout, flag.stderr
     cli = subprocess.run([*FOUNDRY, "library", "stats"], env=foundry_env(repo), cwd=str(ROOT), capture_output=True,
                          text=True, timeout=120)
-    assert cli.returncode == 0 and "reuse rate" in cli.stdout and "false-reuse reports 1" in cli.stdout, cli.stderr
+    assert cli.returncode == 0 and "reuse rate" in cli.stdout and "false-reuse reports 2" in cli.stdout, cli.stderr
+    unflaggable = subprocess.run([*FOUNDRY, "library", "flag", "nosuchjob", "--reason", "x y z"], env=foundry_env(repo),
+                                 cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert unflaggable.returncode == 2 and "not served from the repository" in unflaggable.stderr
 
 
 def test_fresh_skips_the_repository_and_says_so(repo):
