@@ -161,7 +161,8 @@ def test_reuse_is_counted_and_a_false_reuse_can_be_reported(repo, outcomes):
                 res = (await client.call_tool("build_result", {"job_id": j["job_id"]})).structured_content
                 if res["result"] and res["result"]["request"] == request:
                     ticket = j
-                    break
+                elif res["result"] and res["result"]["request"] == reused[1]:
+                    other["job_id"] = j["job_id"]
             flagged = await client.call_tool("report_false_reuse", {"job_id": ticket["job_id"],
                                                                    "reason": "it does not do what I asked"})
             assert not flagged.is_error, flagged.content
