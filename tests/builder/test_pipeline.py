@@ -182,7 +182,10 @@ async def test_second_turn_fixes_a_wrong_result_then_repeat_is_reused_without_ll
     assert again.deployment.version == "2" and again.validation.verdict == "pass"
     print(report.render(), again.render(), sep="\n")
     print(f"first build {first_s:.2f} s, exact repeat {second_s:.2f} s, ratio {first_s / second_s:.1f}x")
-    assert first_s >= 10 * second_s, f"repeat took {second_s:.2f} s against {first_s:.2f} s for the first build"
+    # The repeat is the sandbox re-validation alone; the first build is three model calls and two validations. (A 10x
+    # ratio used to hold only because the first build also paid the ~10 s torch import of the old embedding model;
+    # the reuse path's latency is a figure of bench/bench_reuse.py scale.)
+    assert first_s >= 2 * second_s, f"repeat took {second_s:.2f} s against {first_s:.2f} s for the first build"
 
 
 @pytest.mark.anyio
