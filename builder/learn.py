@@ -26,7 +26,7 @@ def success_case(request: str, req: Requirement, draft: ServerDraft, report: Any
         request_text=request, server_name=req.server_name, summary=req.summary, category=req.category,
         tags=sorted({req.category, *req.tool_names()}),
         tools=[ToolInfo(name=t.name, description=t.description or "", input_schema=t.input_schema,
-                        annotations=t.annotations) for t in report.tools],
+                        output_schema=t.output_schema, annotations=t.annotations) for t in report.tools],
         dependencies=draft.requirements(), files=draft.files, deployed_dir=deployed_dir,
         validation_summary=ValidationSummary(passed=sum(c.passed for c in cases), total=len(cases),
                                              detail=f"{len(report.checks)} checks passed in {report.duration:.2f} s"),

@@ -28,12 +28,15 @@ def _str_list(field: str, value: Any, *, max_items: int = 30, max_len: int = 500
 def build_params(description: str, name: str | None = None, tools: list[str] | None = None,
                  dependencies: list[str] | None = None, constraints: list[str] | None = None,
                  examples: list[dict[str, Any]] | None = None, needs_network: bool = False,
-                 priority: str = "normal", timeout_s: float | None = None) -> dict[str, Any]:
+                 priority: str = "normal", timeout_s: float | None = None, fresh: bool = False) -> dict[str, Any]:
     """Check request_build's inputs and return the job parameters; InputError names the bad field."""
-    from knowledge.text import normalize_package
+    from knowledge.text import has_cjk, normalize_package
 
-    if not isinstance(description, str) or not 8 <= len(description.strip()) <= 8000:
-        raise InputError("description", "must say what the server should do in 8 to 8000 characters",
+    # A CJK character carries about a word: "把语音转成文字" (speech to text) is a whole request in 7.
+    least = 4 if isinstance(description, str) and has_cjk(description) else 8
+    if not isinstance(description, str) or not least <= len(description.strip()) <= 8000:
+        raise InputError("description", "must say what the server should do in 8 to 8000 characters (4 in "
+                         "Chinese, Japanese or Korean)",
                          "plain words, e.g. 'word and character statistics of a text'")
     if name is not None and (not name or len(name) > 64 or not name[0].isalpha() or not set(name) <= _IDENT_CHARS):
         raise InputError("name", f"{name!r} is not a lowercase Python identifier",
@@ -64,12 +67,16 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
                              '...}, or {"prompt": ..., "arguments": {...}, "expect": ...}') from None
     if not isinstance(needs_network, bool):
         raise InputError("needs_network", f"{needs_network!r} is not a boolean", "true or false")
+    if not isinstance(fresh, bool):
+        raise InputError("fresh", f"{fresh!r} is not a boolean", "true (build anew, never reuse) or false")
     if priority not in ("low", "normal", "high"):
         raise InputError("priority", f"{priority!r} is not a priority", "low, normal or high")
     if timeout_s is not None and not (isinstance(timeout_s, int | float) and 60 <= timeout_s <= 86400):
         raise InputError("timeout_s", f"{timeout_s!r} seconds", "60 to 86400 seconds (a build needs time for at least one turn)")
     params: dict[str, Any] = {"description": description.strip(), "needs_network": needs_network,
                               "priority": priority}
+    if fresh:
+        params["fresh"] = True
     for key, value in (("name", name), ("tools", _str_list("tools", tools, max_len=300)), ("dependencies", deps),
                        ("constraints", _str_list("constraints", constraints)), ("examples", examples),
                        ("timeout_s", timeout_s)):

@@ -1,9 +1,15 @@
-"""One build, request to deployed server: analyse -> reuse? -> research -> loop -> deploy -> learn.
+"""One build, request to deployed server: reuse? -> analyse -> research -> loop -> deploy -> learn.
 
-Reuse rules: an exact repeat (same normalized request, checked BEFORE any LLM call) or a
-verified case whose tools cover every requested tool with a hybrid score of at least
-REUSE_THRESHOLD is re-validated in the sandbox (its own cases plus the caller's examples) and
-deployed, under the caller's name when one was given, with no code generation.
+Reuse (builder.reuse decides; `fresh` skips all of it):
+- an exact repeat (same normalized request) is reused before anything else;
+- the repository is searched with the request's words; with a model, the analyst sees the
+  closest verified candidates and may choose one that covers the request by meaning (with a
+  capability -> tool mapping), else writes the requirement; without a model, the closest
+  candidate is reused when it covers a description-only request strongly enough, and a request
+  naming tools is reused by a case having those tools (REUSE_THRESHOLD);
+- a chosen case is re-validated in the sandbox (its own cases plus the caller's examples) and
+  deployed, under the caller's name when one was given, with no code generation; one that fails
+  re-validation falls back to building, and the report says so.
 """
 
 from __future__ import annotations
@@ -20,25 +26,25 @@ from builder.errors import BuildError, LLMError, NotConfigured
 from builder.heal import primary_class
 from builder.jobs import JobContext
 from builder.llm.progress import at_most_every, listening
-from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
+from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop
 from builder.patterns import excerpt
 from builder.report import BuildReport, Deployment
 from builder.requirement import Requirement
-from knowledge.models import SearchFilters, SearchQuery, SuccessCase
+from builder.reuse.decide import analyze_with_candidates
+from builder.reuse.phase import ReusePhase
+from knowledge.models import Match, SuccessCase
 
 if TYPE_CHECKING:
     from builder.service import Foundry
 
-REUSE_THRESHOLD = 0.75
-"""Least hybrid score (knowledge.search) at which a stored case covering every requested tool is reused."""
 FINISH_MARGIN_S = 15.0
 """Time kept back from the loop for deploy and learn."""
 
 
 # ---- the build ---------------------------------------------------------------------------------------------------
 
-class _Build:
-    """State of one running build; the phases are its methods, run in order by `run`."""
+class _Build(ReusePhase):
+    """State of one running build; the phases are its methods, run in order by `run` (reuse: builder.reuse.phase)."""
 
     def __init__(self, ctx: JobContext, foundry: Foundry):
         self.ctx, self.foundry, self.settings = ctx, foundry, foundry.settings
@@ -50,6 +56,12 @@ class _Build:
         self.deadline = self.t0 + budget - FINISH_MARGIN_S
         self.work = self.settings.work_dir / f"build-{ctx.job_id}"
         self.deployed: Any = None
+        self.fresh = bool(self.params.get("fresh"))
+        self.flagged: set[str] = set()
+        """Ids of cases whose reuse for this very request was reported false: never reused for it again."""
+        self.matches: list[Match] = []
+        self.cover: list[Any] = []
+        self.reused_case: SuccessCase | None = None
 
     @contextmanager
     def phase(self, name: str, fraction: float, message: str = ""):
@@ -76,27 +88,39 @@ class _Build:
         return self.finish()
 
     async def run(self) -> BuildReport:
-        with self.phase("reuse", 0.02, "looking for an exact repeat"):
-            exact = await self.knowledge("find_exact", self.request)
-        if exact is not None and exact.verdict == "passed" and await self.reuse(exact, "exact"):
+        self.report.fresh = self.fresh
+        if not self.fresh and await self.reuse_exact():
             return self.finish()
         provider = self.foundry.provider_for(self.ctx.job_id)
+        candidates = [] if self.fresh else await self.candidates()
         if provider is None:
-            if self.params.get("tools") and await self.reuse_similar(None) is True:
+            if not self.fresh and await self.reuse_without_model(candidates):
                 return self.finish()
-            raise NotConfigured(_not_configured_message())
+            raise NotConfigured(_not_configured_message(self.report.candidates, self.fresh))
         tokens = at_most_every(1.0, lambda p: self.ctx.progress(
             0.05, "analyze", f"analysing the request ({p.tokens} tokens in {p.seconds:.0f} s)"))
-        with self.phase("analyze", 0.05, "analysing the request"), listening(tokens):
-            req = await analyze(provider, self.params, self.report.usage)
+        req: Requirement | None = None
+        if candidates:
+            with self.phase("analyze", 0.05, f"analysing the request against {len(candidates)} stored server(s)"), \
+                    listening(tokens):
+                answer = await analyze_with_candidates(provider, self.params, candidates, self.report.usage)
+            if await self.reuse_chosen(answer.reuse, candidates):
+                return self.finish()
+            req = answer.requirement
+        if req is None:
+            with self.phase("analyze", 0.05, "analysing the request"), listening(tokens):
+                req = await analyze(provider, self.params, self.report.usage)
         self.report.requirement = req
         self.ctx.log(f"requirement: server {req.server_name} with tools {', '.join(req.tool_names())}")
-        matches = await self.reuse_similar(req)
-        if matches is True:
-            return self.finish()
+        matches: list[Any] = list(candidates)
+        if not candidates and not self.fresh:
+            found = await self.reuse_similar(req)
+            if found is True:
+                return self.finish()
+            matches = found or []
         with self.phase("research", 0.1, "researching packages and examples"):
             research = await self.research(req)
-        examples = await self.examples(req, matches or [])
+        examples = await self.examples(req, matches)
         with self.phase("loop", 0.15, "writing and validating the server"):
             result = await run_loop(req, research, examples, self.loop_deps(provider))
         self.report.turns, self.report.heal_attempts = result.turns, result.heal_attempts
@@ -120,60 +144,6 @@ class _Build:
         await self.register()
         self.report.ok, self.report.outcome = True, "built"
         return self.finish()
-
-    # -- reuse ----------------------------------------------------------------------------------------------------
-    async def reuse_similar(self, req: Requirement | None) -> bool | list[Any]:
-        """Reuse a verified case covering every requested tool; returns True when reused, else the matches seen."""
-        wanted = req.tool_names() if req else [t for t in self.params.get("tools", []) if t.isidentifier()]
-        if not wanted:
-            return []
-        query = SearchQuery(text=self.params["description"], tool_names=wanted,
-                            tool_params=req.param_names() if req else [],
-                            dependencies=req.dependency_names() if req else [])
-        with self.phase("reuse", 0.08, "searching the repository"):
-            matches = await self.knowledge("find_similar", query, 5, SearchFilters(verdict="passed"))
-        for m in matches:
-            covered = set(wanted) <= {t.name for t in m.case.tools}
-            if m.score >= REUSE_THRESHOLD and covered:
-                if await self.reuse(m.case, f"similar (score {m.score:.2f}: {m.reason})"):
-                    return True
-        return matches
-
-    async def reuse(self, case: SuccessCase, how: str) -> bool:
-        """Re-validate a stored case and deploy it; False (with a note) when it no longer validates."""
-        from sandbox.errors import EnvBuildError
-
-        with self.phase("reuse", 0.1, f"re-validating stored case {case.server_name}"):
-            draft = _case_draft(case)
-            if draft is None:
-                self.report.notes.append(f"case {case.id} has neither files nor a deployed directory; not reused")
-                return False
-            # The caller's example calls bind a reused server exactly as they bind a generated one.
-            draft = with_required_cases(draft, list(self.params.get("examples") or []))
-            directory = draft.write_to(self.work / "reuse")
-            try:
-                env = await self.foundry.envs.ensure(draft.requirements(), log=self.ctx.log)
-                async with self.foundry.envs.in_use(env):  # held until deploy has copied it
-                    report = await self.validate(directory, env)
-                    if report.verdict != "pass":
-                        self.report.notes.append(f"case {case.id} ({case.server_name}) failed re-validation; "
-                                                 "building anew")
-                        self.ctx.log(self.report.notes[-1])
-                        return False
-                    with self.phase("deploy", 0.9, "deploying the reused server"):
-                        # A name the caller gave explicitly wins, as it does for a generated server.
-                        self.deploy(self.params.get("name") or case.server_name, draft, env, report,
-                                    summary=case.summary, reused=case.id)
-            except EnvBuildError as e:
-                self.report.notes.append(f"case {case.id} not reused: its dependencies no longer install: {e}")
-                return False
-        with self.phase("learn", 0.95, "counting the reuse"):
-            await self.knowledge("mark_reused", case.id)
-        await self.register()
-        self.report.ok, self.report.outcome = True, "reused"
-        self.report.reused_case_id, self.report.case_id, self.report.reuse = case.id, case.id, how
-        self.ctx.log(f"reused case {case.id} ({how})")
-        return True
 
     async def validate(self, directory: Any, env: Any) -> Any:
         from sandbox.validate import ValidationTarget, validate_server
@@ -254,6 +224,21 @@ class _Build:
                                      f"not registered after {reg.attempts} attempts ({reg.error}); the build "
                                      "is deployed all the same"))
 
+    async def record(self, report: BuildReport) -> None:
+        """Log how this build was served, for `library stats` (a failure to log never fails the build)."""
+        from knowledge.errors import KnowledgeError
+        from knowledge.reuse_log import ReuseEvent
+
+        reused = report.outcome == "reused"
+        name = self.reused_case.server_name if reused and self.reused_case is not None else ""
+        event = ReuseEvent(build_id=self.ctx.job_id, request_text=self.request, outcome=report.outcome,
+                           case_id=report.reused_case_id or "", server_name=name,
+                           how=(report.reuse or "").split(" ")[0], score=report.reuse_score or 0.0)
+        try:
+            await self.knowledge("record_build", event)
+        except KnowledgeError as e:
+            report.notes.append(f"the build was not counted in the reuse statistics: {e}")
+
     async def learn_success(self, req: Requirement, result: Any) -> None:
         from builder.learn import learn_success, success_case
 
@@ -276,27 +261,30 @@ class _Build:
             server_name=name, req=req, draft=draft, attempts=self.report.heal_attempts))
 
 
-def _case_draft(case: SuccessCase) -> ServerDraft | None:
-    """The files of a stored case, from the case itself or its deployed directory."""
-    from pathlib import Path
-
-    if case.files:
-        return ServerDraft(files=case.files)
-    if case.deployed_dir and Path(case.deployed_dir).is_dir():
-        return ServerDraft.read_from(Path(case.deployed_dir))
-    return None
-
-
-def _not_configured_message() -> str:
+def _not_configured_message(candidates: list[Any], fresh: bool) -> str:
     from builder.llm import HOW_TO_CONFIGURE
 
+    closest = (f" The closest stored server, {candidates[0].server_name}, was not reused: {candidates[0].why}."
+               if candidates else " No stored server is close to it.")
     return ("This build needs code generation and " + HOW_TO_CONFIGURE[0].lower() + HOW_TO_CONFIGURE[1:]
-            + "\nRequests the repository already covers are served without an LLM.")
+            + "\nRequests the repository already covers are served without an LLM: exact repeats, requests naming "
+            "a stored server's tools, and descriptions a stored server clearly covers by meaning."
+            + (" This build asked for a fresh build (fresh=true), so the repository was not consulted." if fresh
+               else closest))
 
 
 async def run_build(ctx: JobContext, foundry: Foundry) -> BuildReport:
     """The "build" job: returns a BuildReport (ok=False for a failed build, with the reason in `error`)."""
     build = _Build(ctx, foundry)
+    try:
+        report = await _run(build, foundry)
+    finally:
+        cleanup(build.work)
+    await build.record(report)
+    return report
+
+
+async def _run(build: _Build, foundry: Foundry) -> BuildReport:
     try:
         return await build.run()
     except NotConfigured as e:
@@ -313,5 +301,3 @@ async def run_build(ctx: JobContext, foundry: Foundry) -> BuildReport:
 
             remove_server(foundry.settings.servers_dir, build.deployed.name, build.deployed.version)
         raise
-    finally:
-        cleanup(build.work)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from builder.llm.base import Usage
 from builder.loop import HealAttempt, Turn, ValidationDigest
 from builder.requirement import Requirement
+from builder.reuse.decide import CandidateVerdict, CapabilityMapping
 
 
 class Deployment(BaseModel):
@@ -33,7 +34,16 @@ class BuildReport(BaseModel):
     requirement: Requirement | None = None
     reused_case_id: str | None = None
     reuse: str | None = None
-    """How the reused case was found: "exact" or "similar (score ...)"."""
+    """How the reused case was found: "exact", "model: ...", "meaning: ..." or "tools: ..."."""
+    reuse_score: float | None = None
+    """The score behind the reuse (1.0 for an exact repeat)."""
+    candidates: list[CandidateVerdict] = Field(default_factory=list)
+    """Stored cases considered for reuse, each with why it was or was not reused."""
+    tool_mapping: list[CapabilityMapping] = Field(default_factory=list)
+    """For a reuse chosen by the analyst: which stored tool serves each requested capability. Tool names are
+    the stored server's own; a name the caller gave that differs is listed here, never renamed."""
+    fresh: bool = False
+    """The caller asked for a new build: the repository was not consulted for reuse."""
     turns: list[Turn] = Field(default_factory=list)
     heal_attempts: list[HealAttempt] = Field(default_factory=list)
     validation: ValidationDigest | None = None
@@ -56,6 +66,12 @@ class BuildReport(BaseModel):
                  f"{self.usage.prompt_tokens + self.usage.completion_tokens} tokens)"]
         if self.reused_case_id:
             lines.append(f"  reused case {self.reused_case_id} ({self.reuse})")
+        if self.fresh:
+            lines.append("  fresh build requested: the repository was not consulted for reuse")
+        for c in self.candidates:
+            lines.append(f"  candidate {c.server_name} ({c.case_id[:12]}, score {c.score:.2f}): "
+                         f"{'REUSED' if c.reused else 'not reused'}: {c.why}")
+        lines += [f"  tool mapping: {m.requested} -> {m.tool}" for m in self.tool_mapping]
         for t in self.turns:
             lines.append(f"  turn {t.number}: {t.outcome}; files {', '.join(t.files)}")
             lines += [f"    finding [{f.error_class}] {f.where} {f.message}" for f in t.findings if f.blocking]

@@ -109,11 +109,15 @@ async def _seed_one(ctx: JobContext, foundry: Foundry, store: Any, starter: Star
     if report.verdict != "pass":
         return SeedItem(name=starter.name, status="failed", validation=digest, seconds=time.monotonic() - t,
                         reason="; ".join(digest.failed[:3]) or "validation failed")
+    import ast
+
+    # The module docstring says what the server does in its own words: one more view of it for reuse by meaning.
+    doc = ast.get_docstring(ast.parse(files.get("server.py", ""))) or starter.description
     case = SuccessCase(
-        request_text=starter.description, server_name=starter.server_name, summary=starter.description,
+        request_text=starter.description, server_name=starter.server_name, summary=doc.splitlines()[0],
         category=starter.category, tags=list(starter.tags),
         tools=[ToolInfo(name=x.name, description=x.description or "", input_schema=x.input_schema,
-                        annotations=x.annotations) for x in report.tools],
+                        output_schema=x.output_schema, annotations=x.annotations) for x in report.tools],
         dependencies=list(starter.requirements), files=files,
         validation_summary=ValidationSummary(passed=sum(c.passed for c in report.cases), total=len(report.cases),
                                              detail=f"{len(report.checks)} checks passed"),

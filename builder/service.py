@@ -36,6 +36,17 @@ def _clean_sandbox_debris() -> None:
         logging.getLogger("mcp_foundry").info("removed stale sandboxes: %s", removed)
 
 
+def _migration_progress(done: int, total: int, message: str) -> None:
+    """Tell the log and the terminal how far re-embedding the repository has got (it can take minutes)."""
+    import logging
+    import sys
+
+    line = f"knowledge: {message}: {done}/{total}"
+    logging.getLogger("mcp_foundry").info(line)
+    if done == 0 or done == total or done % 512 == 0:
+        print(f"mcp-foundry: {line}", file=sys.stderr, flush=True)
+
+
 class Foundry:
     """Settings, stores and job handlers of one mcp-foundry process."""
 
@@ -82,13 +93,18 @@ class Foundry:
 
     @property
     def knowledge(self) -> KnowledgeStore:
-        """The knowledge repository (opens LanceDB and, on first search, the embedding model)."""
+        """The knowledge repository (opens LanceDB and, on first search, the embedding model).
+
+        A repository embedded with another model is re-embedded on this first open, with its
+        progress logged and printed on stderr.
+        """
         if self._knowledge is None:
-            from knowledge.embed import SentenceTransformerEmbedder
+            from knowledge.embed import make_embedder
             from knowledge.store import KnowledgeStore
 
-            self._knowledge = KnowledgeStore.open(self.settings.knowledge,
-                                                  embedder=SentenceTransformerEmbedder(self.settings.embedding_model))
+            embedder = make_embedder(self.settings.embedding_model, cache_dir=self.settings.embedding_cache)
+            self._knowledge = KnowledgeStore.open(self.settings.knowledge, embedder=embedder,
+                                                  progress=_migration_progress)
         return self._knowledge
 
     # -- jobs ----------------------------------------------------------------------------------------------------

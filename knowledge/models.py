@@ -33,6 +33,8 @@ class ToolInfo(BaseModel):
     """What the tool does, in the server's own words."""
     input_schema: dict[str, Any] = Field(default_factory=dict)
     """JSON schema of the arguments (stored as JSON text)."""
+    output_schema: dict[str, Any] | None = None
+    """JSON schema of the result, when the server declares one (the shape a caller gets back)."""
     annotations: dict[str, Any] = Field(default_factory=dict)
     """MCP tool annotations (read_only_hint, ...), stored as JSON text."""
 

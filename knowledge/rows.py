@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from knowledge.models import SuccessCase, ToolInfo, ValidationSummary
+from knowledge.text import cjk_terms
 
 
 def embedding_text(case: SuccessCase) -> str:
@@ -16,11 +17,17 @@ def embedding_text(case: SuccessCase) -> str:
 
 
 def search_text(case: SuccessCase) -> str:
-    """What full-text search indexes: request, summary, tags, tool names (split) and descriptions, parameters."""
+    """What full-text search indexes: request, summary, tags, tool names (split) and descriptions, parameters.
+
+    CJK text is followed by its character bigrams (knowledge.text.cjk_terms), so that a Chinese
+    query finds a Chinese request by its words.
+    """
     parts = [case.request_text, case.summary, " ".join(case.tags), case.category]
     for tool in case.tools:
         parts += [tool.name, tool.name.replace("_", " "), tool.description, " ".join(tool.param_names())]
-    return "\n".join(p for p in parts if p)
+    text = "\n".join(p for p in parts if p)
+    bigrams = cjk_terms(text)
+    return f"{text}\n{bigrams}" if bigrams else text
 
 
 def _utc(value: datetime) -> datetime:

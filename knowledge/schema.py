@@ -3,8 +3,11 @@
 Version history:
   0  pre-release layout: `cases` had no `times_reused`, `source` or `category` columns and no
      `meta` table existed (or it held version "0").
-  1  current: five data tables plus `meta` (key/value) holding schema_version, embedding_model
+  1  five data tables plus `meta` (key/value) holding schema_version, embedding_model
      and embedding_dim.
+  2  current: adds `reuse_events` and `reuse_reports` (created empty on open), and meta
+     `cases_table`: the name of the cases table in force (the default "cases" until a change of
+     embedding model re-embeds the cases into a new table, see knowledge.reembed).
 A version with a migration below is upgraded in place on open; any other mismatch raises
 SchemaVersionError saying what to do.
 """
@@ -18,7 +21,7 @@ import pyarrow as pa
 
 from knowledge.errors import SchemaVersionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout this code writes."""
 
 META = "meta"
@@ -27,6 +30,8 @@ TEMPLATES = "templates"
 EDGES = "dependency_edges"
 BENCHMARKS = "benchmarks"
 FAILURES = "failures"
+REUSE_EVENTS = "reuse_events"
+REUSE_REPORTS = "reuse_reports"
 
 _ts = pa.timestamp("us", tz="UTC")
 
@@ -112,6 +117,33 @@ FAILURES_SCHEMA = pa.schema(
     ]
 )
 
+# One row per finished build: how it was served (reused, built or failed) and from which case.
+REUSE_EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("build_id", pa.string()),
+        pa.field("request_hash", pa.string()),
+        pa.field("request_text", pa.string()),
+        pa.field("outcome", pa.string()),
+        pa.field("case_id", pa.string()),
+        pa.field("server_name", pa.string()),
+        pa.field("how", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("created_at", _ts),
+    ]
+)
+
+# One row per report that a reuse served a request its case does not cover.
+REUSE_REPORTS_SCHEMA = pa.schema(
+    [
+        pa.field("build_id", pa.string()),
+        pa.field("case_id", pa.string()),
+        pa.field("server_name", pa.string()),
+        pa.field("request_hash", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("created_at", _ts),
+    ]
+)
+
 META_SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string())])
 
 
@@ -123,6 +155,8 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
         EDGES: EDGES_SCHEMA,
         BENCHMARKS: BENCHMARKS_SCHEMA,
         FAILURES: FAILURES_SCHEMA,
+        REUSE_EVENTS: REUSE_EVENTS_SCHEMA,
+        REUSE_REPORTS: REUSE_REPORTS_SCHEMA,
     }
 
 
@@ -142,7 +176,11 @@ def _migrate_0_to_1(db: Any) -> None:
         table.add_columns(todo)
 
 
-MIGRATIONS: dict[int, Callable[[Any], None]] = {0: _migrate_0_to_1}
+def _migrate_1_to_2(db: Any) -> None:
+    """Nothing to rewrite: the two reuse tables are created empty on open and cases_table defaults to "cases"."""
+
+
+MIGRATIONS: dict[int, Callable[[Any], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 """from_version -> function that upgrades a repository from that version to the next."""
 
 

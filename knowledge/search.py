@@ -29,7 +29,7 @@ import re
 
 from knowledge.errors import QueryError
 from knowledge.models import Components, SearchFilters, SearchQuery, SuccessCase
-from knowledge.text import normalize_package, tokens
+from knowledge.text import cjk_terms, normalize_package, tokens
 
 W_VECTOR = 0.50
 W_FTS = 0.25
@@ -60,8 +60,10 @@ def fts_saturate(bm25: float) -> float:
 
 
 def fts_text(text: str) -> str:
-    """Query text with punctuation removed, so the FTS query parser sees only words."""
-    return " ".join(_FTS_SAFE.sub(" ", text).split())
+    """Query text with punctuation removed, so the FTS query parser sees only words; CJK runs as bigrams."""
+    plain = " ".join(_FTS_SAFE.sub(" ", text).split())
+    bigrams = cjk_terms(text)
+    return f"{plain} {bigrams}" if bigrams else plain
 
 
 def sql_str(value: str) -> str:

@@ -89,6 +89,7 @@ def tools_from_source(source: str) -> list[ToolInfo]:
                     name=name,
                     description=(ast.get_docstring(node) or "").strip(),
                     input_schema={"type": "object", "properties": props, "required": required},
+                    output_schema=_param_schema(node.returns) or None,
                     annotations=annotations,
                 )
             )

@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from knowledge import schema as sc
-from knowledge.embed import Embedder, SentenceTransformerEmbedder
+from knowledge.embed import Embedder, make_embedder
 from knowledge.errors import CaseNotFoundError, KnowledgeError, QueryError, RepositoryError
 from knowledge.learning import LearningTables
 from knowledge.lock import WriteLock
 from knowledge.models import Components, Match, SearchFilters, SearchQuery, SuccessCase
+from knowledge.reembed import Progress, reembed_cases
+from knowledge.reuse_log import ReuseLog
 from knowledge.rows import case_to_row, embedding_text, row_to_case
 from knowledge.search import (
     as_query,
@@ -57,7 +59,7 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 12) -> T:
     raise AssertionError("unreachable")
 
 
-class KnowledgeStore(LearningTables):
+class KnowledgeStore(LearningTables, ReuseLog):
     """The knowledge repository: store, find and reuse success cases; record templates, edges, benchmarks, failures."""
 
     def __init__(self, db: Any, uri: str, embedder: Embedder) -> None:
@@ -67,19 +69,30 @@ class KnowledgeStore(LearningTables):
         self.embedder = embedder
         self._tables: dict[str, Any] = {}
         self._lock = WriteLock(uri)
+        self._cases = sc.CASES
+        """Name of the cases table in force (meta 'cases_table'; changes when the model changes)."""
 
     # ---- opening -----------------------------------------------------------------------------
 
     @classmethod
     def open(
-        cls, uri: str, *, embedder: Embedder | None = None, storage_options: dict[str, str] | None = None
+        cls,
+        uri: str,
+        *,
+        embedder: Embedder | None = None,
+        storage_options: dict[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> KnowledgeStore:
-        """Open (creating or migrating if needed) the repository at `uri` with `embedder` (default: MiniLM)."""
+        """Open (creating or migrating if needed) the repository at `uri` with `embedder` (default: USE).
+
+        A repository embedded with another model is re-embedded with this one first (see
+        knowledge.reembed); `progress(done, total, message)` hears about it.
+        """
         if not isinstance(uri, str) or not uri.strip():
             raise RepositoryError(f"knowledge uri must be a non-empty path or URI string, got {uri!r}")
         import lancedb
 
-        embedder = embedder or SentenceTransformerEmbedder()
+        embedder = embedder or make_embedder()
         try:
             # read_consistency_interval=0: see other processes' commits on every read.
             db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
@@ -87,7 +100,7 @@ class KnowledgeStore(LearningTables):
             raise RepositoryError(f"cannot open knowledge repository at {uri!r}: {exc}") from exc
         store = cls(db, uri, embedder)
         with store._lock.hold():  # two processes opening an old repository must not both migrate it
-            store._prepare()
+            store._prepare(progress)
         return store
 
     def _table(self, name: str) -> Any:
@@ -95,7 +108,7 @@ class KnowledgeStore(LearningTables):
             self._tables[name] = self._db.open_table(name)
         return self._tables[name]
 
-    def _prepare(self) -> None:
+    def _prepare(self, progress: Progress | None = None) -> None:
         existing = set(self._db.list_tables().tables)
         if sc.META in existing:
             meta = self._table(sc.META)
@@ -111,9 +124,14 @@ class KnowledgeStore(LearningTables):
             found = 0 if sc.CASES in existing else sc.SCHEMA_VERSION
         if found != sc.SCHEMA_VERSION:
             sc.migrate(self._db, found, self.uri)
-        self._check_embedder(values)
+        self._cases = values.get("cases_table", sc.CASES)
+        if self._model_changed(values) and self._cases in existing:
+            self._reembed(values, progress)
+            values = {r["key"]: r["value"] for r in meta.search().limit(None).to_list()}
         existing = set(self._db.list_tables().tables)
-        for name, table_schema in sc.table_schemas(self.embedder.dim).items():
+        schemas = sc.table_schemas(self.embedder.dim)
+        schemas[self._cases] = schemas.pop(sc.CASES)
+        for name, table_schema in schemas.items():
             if name not in existing:
                 _retry(
                     lambda n=name, s=table_schema: self._db.create_table(n, schema=s, exist_ok=True),
@@ -130,22 +148,40 @@ class KnowledgeStore(LearningTables):
         self._set_meta(
             {
                 "schema_version": str(sc.SCHEMA_VERSION),
-                "embedding_model": values.get("embedding_model", self.embedder.name),
-                "embedding_dim": values.get("embedding_dim", str(self.embedder.dim)),
+                # Unchanged, just re-embedded, or nothing stored yet: the vectors are this model's either way.
+                "embedding_model": self.embedder.name,
+                "embedding_dim": str(self.embedder.dim),
+                "cases_table": self._cases,
             }
         )
         self._ensure_fts_index()
 
-    def _check_embedder(self, meta: dict[str, str]) -> None:
+    def _model_changed(self, meta: dict[str, str]) -> bool:
         stored_model, stored_dim = meta.get("embedding_model"), meta.get("embedding_dim")
         if stored_model is None:
-            return
-        if stored_model != self.embedder.name or int(stored_dim or 0) != self.embedder.dim:
+            return False
+        return stored_model != self.embedder.name or int(stored_dim or 0) != self.embedder.dim
+
+    def _reembed(self, meta: dict[str, str], progress: Progress | None) -> None:
+        """Re-embed every case with this store's model, then switch meta to the new table and drop the old."""
+        old = self._cases
+        try:
+            new = reembed_cases(self._db, old, self.embedder, stored_model=meta.get("embedding_model", "?"),
+                                progress=progress)
+        except KnowledgeError:
+            raise
+        except Exception as exc:
             raise RepositoryError(
-                f"knowledge repository at {self.uri} was embedded with {stored_model!r} (dim {stored_dim}); this "
-                f"store was opened with {self.embedder.name!r} (dim {self.embedder.dim}). Open it with the same "
-                "embedding model, or use a new URI and re-seed it."
-            )
+                f"re-embedding the cases of {self.uri} with {self.embedder.name!r} (stored: "
+                f"{meta.get('embedding_model')!r}) failed: {exc}. Nothing was changed; opening again retries. "
+                f"To keep the old vectors, set the embedding model back to {meta.get('embedding_model')!r}."
+            ) from exc
+        self._set_meta({"cases_table": new, "embedding_model": self.embedder.name,
+                        "embedding_dim": str(self.embedder.dim)})
+        self._cases = new
+        self._tables.pop(old, None)
+        if new != old:
+            _retry(lambda: self._db.drop_table(old), f"drop {old}")
 
     def _set_meta(self, values: dict[str, str]) -> None:
         rows = [{"key": k, "value": v} for k, v in values.items()]
@@ -161,13 +197,13 @@ class KnowledgeStore(LearningTables):
         )
 
     def meta(self) -> dict[str, str]:
-        """The meta table as a dict (schema_version, embedding_model, embedding_dim)."""
+        """The meta table as a dict (schema_version, embedding_model, embedding_dim, cases_table)."""
         return {r["key"]: r["value"] for r in self._table(sc.META).search().limit(None).to_list()}
 
     def _ensure_fts_index(self) -> None:
         from lancedb.index import FTS
 
-        table = self._table(sc.CASES)
+        table = self._table(self._cases)
         if any(ix.columns == ["search_text"] for ix in table.list_indices()):
             return
         try:
@@ -196,7 +232,7 @@ class KnowledgeStore(LearningTables):
             by_key[(case.server_name, case.requirement_hash)] = case  # last one wins within a batch
         unique = list(by_key.values())
         vectors = self.embedder.embed([embedding_text(c) for c in unique])  # outside the lock: it can be slow
-        table = self._table(sc.CASES)
+        table = self._table(self._cases)
         # The lock spans reading the priors and the merge, so a case stored meanwhile is seen, not inserted twice.
         with self._lock.hold():
             now = datetime.now(UTC)
@@ -221,7 +257,7 @@ class KnowledgeStore(LearningTables):
         return [by_key[(c.server_name, c.requirement_hash)].id for c in cases]
 
     def _rows(self, where: str | None, limit: int | None = None) -> list[dict[str, Any]]:
-        query = self._table(sc.CASES).search()
+        query = self._table(self._cases).search()
         if where:
             query = query.where(where)
         return query.limit(limit).to_list()
@@ -254,7 +290,7 @@ class KnowledgeStore(LearningTables):
     def mark_reused(self, case_id: str) -> int:
         """Count one more reuse of a case; returns the new count."""
         self.get_case(case_id)
-        table = self._table(sc.CASES)
+        table = self._table(self._cases)
         with self._lock.hold():
             _retry(
                 lambda: table.update(
@@ -271,12 +307,12 @@ class KnowledgeStore(LearningTables):
 
     def case_count(self) -> int:
         """Number of stored cases."""
-        return self._table(sc.CASES).count_rows()
+        return self._table(self._cases).count_rows()
 
     def delete_case(self, case_id: str) -> None:
         """Remove a case; CaseNotFoundError when it does not exist."""
         self.get_case(case_id)
-        table = self._table(sc.CASES)
+        table = self._table(self._cases)
         with self._lock.hold():
             _retry(lambda: table.delete(f"id = {sql_str(case_id)}"), "delete case")
 
@@ -302,7 +338,7 @@ class KnowledgeStore(LearningTables):
             raise QueryError(f"limit must be >= 1, got {limit}")
         where = filters_sql(filters)
         k = max(50, 10 * limit)
-        table = self._table(sc.CASES)
+        table = self._table(self._cases)
         qvec: list[float] | None = None
         candidates: dict[str, dict[str, Any]] = {}
         bm25: dict[str, float] = {}
@@ -351,7 +387,8 @@ class KnowledgeStore(LearningTables):
 
     def optimize(self, cleanup_older_than: timedelta | None = None) -> None:
         """Compact every table and bring indexes up to date; retried on commit conflicts."""
-        for name in [sc.CASES, sc.TEMPLATES, sc.EDGES, sc.BENCHMARKS, sc.FAILURES, sc.META]:
+        for name in [self._cases, sc.TEMPLATES, sc.EDGES, sc.BENCHMARKS, sc.FAILURES, sc.REUSE_EVENTS,
+                     sc.REUSE_REPORTS, sc.META]:
             table = self._table(name)
             self._write(lambda t=table: t.optimize(cleanup_older_than=cleanup_older_than), f"optimize {name}")
 
@@ -359,7 +396,7 @@ class KnowledgeStore(LearningTables):
         """Build an IVF index on the vectors once there are enough rows to pay off; True if one was built."""
         from lancedb.index import IvfFlat
 
-        table = self._table(sc.CASES)
+        table = self._table(self._cases)
         rows = table.count_rows()
         if rows < min_rows:
             return False

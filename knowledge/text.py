@@ -44,6 +44,27 @@ def tokens(text: str) -> set[str]:
     return {stem(w) for w in _WORD.findall(text) if w not in STOP_WORDS and len(w) > 1}
 
 
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+
+
+def has_cjk(text: str) -> bool:
+    """True when the text holds Chinese, Japanese or Korean characters."""
+    return _CJK_RUN.search(text) is not None
+
+
+def cjk_terms(text: str) -> str:
+    """The CJK runs of a text as space-separated character bigrams (a lone character stays as is).
+
+    Full-text search splits words on spaces and punctuation, which leaves a Chinese sentence as one
+    long token that no query matches; overlapping bigrams are the usual unsupervised segmentation for
+    CJK search and need no dictionary. Text without CJK gives ''.
+    """
+    out: list[str] = []
+    for run in _CJK_RUN.findall(text):
+        out += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+    return " ".join(out)
+
+
 def normalize_package(spec: str) -> str:
     """The PEP 503 normalized name of a requirement specifier ('PyPDF==7.1' -> 'pypdf'); '' if none."""
     match = _PKG_NAME.match(spec)

@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--name", help="server name: a lowercase Python identifier (default: chosen by the analysis)")
     b.add_argument("--network", action="store_true", help="the server needs network access")
     b.add_argument("--timeout", type=float, help="build timeout in seconds")
+    b.add_argument("--fresh", action="store_true", help="build anew even when a stored server covers the request")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
 
     sv = sub.add_parser("servers", help="list deployed servers, show one, add your own, roll back or remove")
@@ -109,8 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--limit", type=int, default=5, help="at most this many hits (1..20)")
     se.add_argument("--json", action="store_true", help="print the hits as JSON")
 
-    lib = sub.add_parser("library", help="the starter library")
-    lib.add_argument("action", choices=["seed", "list"])
+    lib = sub.add_parser("library", help="the starter library and the repository's reuse statistics")
+    lib.add_argument("action", choices=["seed", "list", "stats", "flag"],
+                     help="seed: validate and store the starters; list: the starters; stats: reuse rate, hits by "
+                          "case, false-reuse reports; flag JOB_ID --reason R: report a false reuse")
+    lib.add_argument("job_id", nargs="?", help="flag: the id of a build that was served from the repository")
+    lib.add_argument("--reason", help="flag: what the request asked for that the reused server does not do")
+    lib.add_argument("--json", action="store_true", help="stats: print as JSON")
 
     e = sub.add_parser("envs", help="the dependency-environment cache")
     e.add_argument("action", choices=["list", "cleanup"])
@@ -253,7 +259,7 @@ def _build(foundry: Foundry, args: argparse.Namespace) -> int:
     from builder.report import BuildReport
 
     params = build_params(description=args.description, name=args.name, needs_network=args.network,
-                          timeout_s=args.timeout)
+                          timeout_s=args.timeout, fresh=args.fresh)
     job = run_job(foundry, "build", params, timeout_s=args.timeout, quiet=args.json)
     return print_outcome(job, args.json, lambda r: BuildReport.model_validate(r).render())
 
@@ -283,9 +289,36 @@ def _library(foundry: Foundry, args: argparse.Namespace) -> int:
         for s in list_starters():
             print(f"  {s.name:<22} {s.description}")
         return 0
+    if args.action == "stats":
+        return _stats(foundry, args.json)
+    if args.action == "flag":
+        if not args.job_id or not args.reason:
+            raise InputError("library flag", "needs JOB_ID and --reason", "library flag JOB_ID --reason 'what it does "
+                             "not do'; `mcp-foundry status` lists job ids")
+        report = foundry.knowledge.report_false_reuse(args.job_id, args.reason)
+        print(f"reported: build {args.job_id} was served from {report.server_name} ({report.case_id}), which does "
+              "not cover it; that request will not be served from it again")
+        return 0
     job = run_job(foundry, "seed", {})
     return print_outcome(job, False, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()
                                                           if k != "starters" and v is not None))
+
+
+def _stats(foundry: Foundry, as_json: bool) -> int:
+    stats = foundry.knowledge.reuse_stats()
+    if as_json:
+        print(stats.model_dump_json(indent=2))
+        return 0
+    print(f"builds {stats.builds}: reused {stats.reused}, built {stats.built}, failed {stats.failed}; reuse rate "
+          f"{stats.reuse_rate:.0%}")
+    if stats.by_how:
+        print("reused by: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.by_how.items())))
+    print(f"false-reuse reports {stats.false_reuse_reports} ({stats.false_reuse_rate:.0%} of reuses)")
+    for h in stats.hits_by_case:
+        print(f"  {h.server_name:<28} {h.case_id[:12]}  hits {h.hits:<4} false reports {h.false_reports}")
+    for r in stats.reports:
+        print(f"  reported {r.created_at:%Y-%m-%d %H:%M} build {r.build_id}: {r.server_name}: {r.reason}")
+    return 0
 
 
 def _envs(foundry: Foundry, args: argparse.Namespace) -> int:

@@ -65,8 +65,9 @@ def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     @tool_errors
     async def request_build(
-        description: Annotated[str, Field(min_length=8, max_length=8000, description="The capability the server "
-                                          "should provide, in plain words.")],
+        description: Annotated[str, Field(min_length=4, max_length=8000, description="The capability the server "
+                                          "should provide, in plain words, in any language (at least 8 "
+                                          "characters, or 4 in Chinese, Japanese or Korean).")],
         name: Annotated[str | None, Field(max_length=64, description="Server name (a Python identifier); "
                                           "derived from the description when omitted.")] = None,
         tools: Annotated[list[str] | None, Field(max_length=30, description="Tool names or one-line tool "
@@ -84,17 +85,22 @@ def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -
         priority: Annotated[Literal["low", "normal", "high"], Field(description="Queue rank: high jobs start before "
                                                                     "normal ones, normal before low.")] = "normal",
         timeout_s: Annotated[float | None, Field(ge=60, le=86400, description="Build timeout in seconds (60..86400).")] = None,
+        fresh: Annotated[bool, Field(description="Build anew even when a stored server covers the request "
+                                     "(never reuse).")] = False,
     ) -> JobTicket:
         """Build, validate and deploy an MCP server for a capability; returns a job id at once.
 
-        A request the repository already covers is re-validated and deployed without
-        generating code. Follow it with build_status and build_result.
+        A request the repository already covers (by meaning, in any language the embedding
+        model knows) is re-validated and deployed without generating code; the report says
+        which stored server was reused and why each candidate was or was not. Follow it with
+        build_status and build_result; report_false_reuse flags a reuse that does not do what
+        was asked.
         """
         from builder.params import build_params
 
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,
-                              priority=priority, timeout_s=timeout_s)
+                              priority=priority, timeout_s=timeout_s, fresh=fresh)
         job = foundry.queue.submit("build", params, timeout_s=timeout_s)
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
                          next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=45), again "

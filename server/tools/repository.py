@@ -1,4 +1,4 @@
-"""Repository tools: search_repository and the stored-case resource."""
+"""Repository tools: search_repository, report_false_reuse; the stored-case and reuse-statistics resources."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ class SearchHit(BaseModel):
     components: dict[str, float]
     reason: str
     resource: str = Field(description="Read it for the full case, files included.")
+
+
+class FalseReuse(BaseModel):
+    """What report_false_reuse recorded."""
+
+    job_id: str
+    case_id: str
+    server_name: str
+    next: str
 
 
 class SearchResults(BaseModel):
@@ -75,6 +84,31 @@ def register(app: MCPServer, foundry: Foundry) -> None:
                       tools=[t.name for t in m.case.tools], dependencies=m.case.dependencies, score=m.score,
                       components=m.components.model_dump(), reason=m.reason, resource=f"foundry://cases/{m.case.id}")
             for m in matches])
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False,
+                                          openWorldHint=False))
+    @tool_errors
+    async def report_false_reuse(
+        job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                                     description="The id of a build that was served from the repository.")],
+        reason: Annotated[str, Field(min_length=3, max_length=2000, description="What the request asked for that the "
+                                     "reused server does not do.")],
+    ) -> FalseReuse:
+        """Report that a build was served from a stored server that does not do what was asked.
+
+        The report is counted in foundry://repository/stats, and the same request is never
+        served from that server again (request it again to get a new build).
+        """
+        report = await anyio.to_thread.run_sync(foundry.knowledge.report_false_reuse, job_id, reason)
+        return FalseReuse(job_id=job_id, case_id=report.case_id, server_name=report.server_name,
+                          next="request_build with the same description builds anew")
+
+    @app.resource("foundry://repository/stats", mime_type="application/json",
+                  description="Reuse, counted: builds by outcome, reuse rate, hits by stored case, false-reuse "
+                              "reports.")
+    async def repository_stats() -> str:
+        stats = await anyio.to_thread.run_sync(foundry.knowledge.reuse_stats)
+        return stats.model_dump_json(indent=2)
 
     @app.resource("foundry://cases/{case_id}", mime_type="application/json",
                   description="One stored case of the repository, with its files.")

@@ -116,7 +116,7 @@ def test_meta_row_with_version_0_is_migrated(tmp_path):
         sc.META, data=[{"key": "schema_version", "value": "0"}], schema=sc.META_SCHEMA
     )
     store = KnowledgeStore.open(uri, embedder=HashingEmbedder())
-    assert store.meta()["schema_version"] == "1"
+    assert store.meta()["schema_version"] == str(sc.SCHEMA_VERSION)
     assert store.list_cases()[0].source == "build"
 
 

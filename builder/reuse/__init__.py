@@ -1,0 +1,1 @@
+"""Reuse: deciding which stored case serves a build request (decide) and running that inside a build (phase)."""
