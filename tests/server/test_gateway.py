@@ -23,6 +23,7 @@ from builder.params import deploy_params
 from builder.service import Foundry
 from sandbox.policy import SECRET_NAME_PATTERN
 from server.gateway.mounts import exposed_name
+from tests.proctree import stop_workers
 from tests.server.conftest import ENV_CACHE, FIXTURES, FOUNDRY, ROOT, foundry_env, result_of
 from tests.server.gateway_helpers import (
     TOOL_NAME,
@@ -40,25 +41,28 @@ LAB_PROCESS = "servers/lab/"
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Path:
-    """A data dir with `lab` (two versions, deployed by jobs in this process) and `hostile` (by the CLI)."""
+    """A data dir with `lab` (two versions, deployed by jobs queued from this process) and `hostile` (by the CLI),
+    all run by the data dir's one worker."""
+    from server.jobs_cli import WORKER_ARGV, run_job
+
     data = tmp_path_factory.mktemp("gateway-data")
-    foundry = Foundry(load_settings({"data_dir": str(data), "env_cache_dir": str(ENV_CACHE)}))
+    foundry = Foundry(load_settings({"data_dir": str(data), "env_cache_dir": str(ENV_CACHE),
+                                     "worker_idle_s": 3}))
+    foundry.start_workers(WORKER_ARGV)  # a front end in this process: it starts the worker when none runs
     added = subprocess.Popen([*FOUNDRY, "servers", "add", str(FIXTURES / "hostile_server"), "--name", "hostile"],
                              cwd=ROOT, env=foundry_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # meanwhile, in this process:
-
-    async def deploy_lab_twice() -> None:
-        async with foundry.runner():  # a worker of this process's own, beside the one the CLI starts
-            for _ in range(2):
-                job = foundry.queue.submit("deploy", deploy_params(str(FIXTURES / "lab_server"), "lab"))
-                job = await foundry.queue.wait(job.id, 300)
-                assert job.state == "succeeded", job.error
-
-    anyio.run(deploy_lab_twice)
-    out, err = added.communicate(timeout=300)
-    assert added.returncode == 0, err[-3000:]
-    assert "DEPLOYED hostile v1" in out and "hostile__<tool>" in out
-    return data
+                             text=True)  # meanwhile, from this process:
+    try:
+        for _ in range(2):
+            job = run_job(foundry, "deploy", deploy_params(str(FIXTURES / "lab_server"), "lab"), quiet=True)
+            assert job.state == "succeeded", job.error
+        out, err = added.communicate(timeout=300)
+        assert added.returncode == 0, err[-3000:]
+        assert "DEPLOYED hostile v1" in out and "hostile__<tool>" in out
+        yield data
+    finally:
+        added.kill()
+        stop_workers(data)
 
 
 async def direct_call(tool: str, arguments: dict):
