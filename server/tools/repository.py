@@ -85,7 +85,8 @@ def register(app: MCPServer, foundry: Foundry) -> None:
                       components=m.components.model_dump(), reason=m.reason, resource=f"foundry://cases/{m.case.id}")
             for m in matches])
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False,
+    @app.tool(title="Report a false reuse",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False,
                                           openWorldHint=False))
     @tool_errors
     async def report_false_reuse(

@@ -26,8 +26,9 @@ def foundry_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_FOUNDRY_")}
     env.update({"MCP_FOUNDRY_DATA_DIR": str(data_dir), "MCP_FOUNDRY_ENV_CACHE": str(ENV_CACHE), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
-                # The never-answering samples fail as "timeout" after this, not after the default 30 s.
-                "MCP_FOUNDRY_INIT_TIMEOUT": "6",
+                # The never-answering samples fail as "timeout" after this, not after the default 30 s; a loaded
+                # 2-core machine may take several seconds to start an honest server in the sandbox.
+                "MCP_FOUNDRY_INIT_TIMEOUT": "20",
                 # Workers that front ends start go away soon after the test's last job (the fixture stops them too).
                 "MCP_FOUNDRY_WORKER_IDLE": "3", **extra})
     return env

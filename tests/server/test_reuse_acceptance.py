@@ -23,7 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "builder")]
 from fake_openai import FakeOpenAI  # noqa: E402
 from fake_web import FakeWeb  # noqa: E402
 
-from tests.server.conftest import FOUNDRY, foundry_env, stdio_foundry  # noqa: E402
+from tests.proctree import stop_workers  # noqa: E402
+from tests.server.conftest import FOUNDRY, foundry_env, result_of, stdio_foundry  # noqa: E402
 
 SETS = json.loads((ROOT / "tests/fixtures/reuse/sets.json").read_text())["test"]
 ROMAN_DIR = ROOT / "tests/fixtures/reuse/roman_numerals"
@@ -55,12 +56,10 @@ def roman_draft() -> str:
 
 
 async def build(client, description: str, wait_s: float = 240, **args) -> dict:
-    """request_build, then build_result until it is final; the job's final view."""
+    """request_build, then build_result (50 s at most per request) until it is final; the job's final view."""
     ticket = await client.call_tool("request_build", {"description": description, **args})
     assert not ticket.is_error, ticket.content
-    out = await client.call_tool("build_result", {"job_id": ticket.structured_content["job_id"], "wait_s": wait_s})
-    assert out.structured_content["final"], out.structured_content
-    return out.structured_content
+    return await result_of(client, ticket.structured_content["job_id"], timeout=wait_s)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +69,7 @@ def repo(tmp_path_factory):
     seed = subprocess.run([*FOUNDRY, "library", "seed"], env=foundry_env(data), cwd=str(ROOT),
                           capture_output=True, text=True, timeout=600)
     assert seed.returncode == 0, seed.stdout + seed.stderr
+    stop_workers(data)  # the seed's worker has no model configured; the build below needs the scripted one
     llm, web = FakeOpenAI().start(), FakeWeb().start()
     web.add_package("mcp", {"1.0.0": "2024-11-25T00:00:00Z", "2.3.0": "2026-06-01T00:00:00Z"}, summary="MCP SDK")
     llm.script([roman_analysis, roman_draft()])
