@@ -36,13 +36,32 @@ def _clean_sandbox_debris() -> None:
         logging.getLogger("mcp_foundry").info("removed stale sandboxes: %s", removed)
 
 
+def open_job_store(settings: Settings) -> JobStore:
+    """The job store the settings choose: PostgreSQL when `db_url` is set, else the data dir's SQLite file."""
+    if settings.db_url:
+        from builder.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(settings.db_url)
+    return SqliteJobStore(settings.jobs_db)
+
+
+def describe_job_store(store: JobStore) -> str:
+    """One line for doctor: which store, where (a password masked), and its schema version."""
+    from builder.jobs import sqlite
+
+    if isinstance(store, SqliteJobStore):
+        return f"SQLite {store.path} (schema {sqlite.SCHEMA_VERSION}; this data dir only)"
+    where, version = getattr(store, "where", type(store).__name__), getattr(store, "schema_version", lambda: "?")()
+    return f"PostgreSQL {where} (schema {version}; shared by every worker that uses it)"
+
+
 class Foundry:
     """Settings, stores and job handlers of one mcp-foundry process."""
 
     def __init__(self, settings: Settings):
         settings.ensure_dirs()
         self.settings = settings
-        self.store: JobStore = SqliteJobStore(settings.jobs_db)
+        self.store: JobStore = open_job_store(settings)
         self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s)
         """Where front ends submit, read, wait for and cancel jobs."""
         _clean_sandbox_debris()
