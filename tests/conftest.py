@@ -31,3 +31,41 @@ def pg_cluster():
 def pg_url(pg_cluster) -> str:
     """The URL of a fresh, empty database in the session's cluster."""
     return pg_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request, tmp_path):
+    """A function that opens one job store of this test (a new connection each call), for each backend.
+
+    The stores opened are closed after the test; `open_store.backend` names the backend.
+    """
+    from builder.jobs import SqliteJobStore
+
+    if request.param == "postgres":
+        from builder.jobs.postgres import PostgresJobStore
+
+        url = request.getfixturevalue("pg_url")
+
+        def make():
+            return PostgresJobStore(url)
+    else:
+
+        def make():
+            return SqliteJobStore(tmp_path / "jobs.sqlite3")
+
+    opened = []
+
+    def open_one():
+        opened.append(make())
+        return opened[-1]
+
+    open_one.backend = request.param
+    yield open_one
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(open_store):
+    """One job store of each backend (SQLite in tmp_path, PostgreSQL in a fresh database)."""
+    return open_store()

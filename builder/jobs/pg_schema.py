@@ -86,8 +86,9 @@ def migrate(conn: Any, migrations: Sequence[Migration] = MIGRATIONS) -> list[int
     """
     latest = migrations[-1].version if migrations else 0
     with conn.transaction():
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        # The lock first: two sessions running CREATE SCHEMA IF NOT EXISTS at once can still clash.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (version integer PRIMARY KEY, "
                      "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
         found = current_version(conn)
