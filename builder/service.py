@@ -55,6 +55,25 @@ def describe_job_store(store: JobStore) -> str:
     return f"PostgreSQL {where} (schema {version}; shared by every worker that uses it)"
 
 
+def open_knowledge(settings: Settings, embedder: Any = None) -> KnowledgeStore:
+    """The knowledge repository the settings name (`embedder` defaults to the configured model).
+
+    A repository on object storage written by workers that share a PostgreSQL job store is
+    locked for writes through that database, so two machines storing the same case keep one.
+    """
+    from knowledge.embed import SentenceTransformerEmbedder
+    from knowledge.lock import local_path
+    from knowledge.store import KnowledgeStore
+
+    shared_lock = None
+    if settings.db_url and local_path(settings.knowledge) is None:
+        from builder.jobs.postgres import AdvisoryLock
+
+        shared_lock = AdvisoryLock(settings.db_url, f"mcp-foundry knowledge {settings.knowledge}")
+    return KnowledgeStore.open(settings.knowledge, embedder=embedder or SentenceTransformerEmbedder(
+        settings.embedding_model), shared_lock=shared_lock)
+
+
 class Foundry:
     """Settings, stores and job handlers of one mcp-foundry process."""
 
@@ -103,11 +122,7 @@ class Foundry:
     def knowledge(self) -> KnowledgeStore:
         """The knowledge repository (opens LanceDB and, on first search, the embedding model)."""
         if self._knowledge is None:
-            from knowledge.embed import SentenceTransformerEmbedder
-            from knowledge.store import KnowledgeStore
-
-            self._knowledge = KnowledgeStore.open(self.settings.knowledge,
-                                                  embedder=SentenceTransformerEmbedder(self.settings.embedding_model))
+            self._knowledge = open_knowledge(self.settings)
         return self._knowledge
 
     # -- jobs ----------------------------------------------------------------------------------------------------

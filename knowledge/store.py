@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -60,21 +61,27 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 12) -> T:
 class KnowledgeStore(LearningTables):
     """The knowledge repository: store, find and reuse success cases; record templates, edges, benchmarks, failures."""
 
-    def __init__(self, db: Any, uri: str, embedder: Embedder) -> None:
+    def __init__(self, db: Any, uri: str, embedder: Embedder,
+                 shared_lock: Callable[[], AbstractContextManager[object]] | None = None) -> None:
         """Use KnowledgeStore.open(); this only binds an already prepared connection."""
         self._db = db
         self.uri = uri
         self.embedder = embedder
         self._tables: dict[str, Any] = {}
-        self._lock = WriteLock(uri)
+        self._lock = WriteLock(uri, shared_lock)
 
     # ---- opening -----------------------------------------------------------------------------
 
     @classmethod
     def open(
-        cls, uri: str, *, embedder: Embedder | None = None, storage_options: dict[str, str] | None = None
+        cls, uri: str, *, embedder: Embedder | None = None, storage_options: dict[str, str] | None = None,
+        shared_lock: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> KnowledgeStore:
-        """Open (creating or migrating if needed) the repository at `uri` with `embedder` (default: MiniLM)."""
+        """Open (creating or migrating if needed) the repository at `uri` with `embedder` (default: MiniLM).
+
+        `shared_lock` makes the lock that writers on several machines hold around each write
+        to an object-store repository (see knowledge.lock); a local path locks its own file.
+        """
         if not isinstance(uri, str) or not uri.strip():
             raise RepositoryError(f"knowledge uri must be a non-empty path or URI string, got {uri!r}")
         import lancedb
@@ -85,7 +92,7 @@ class KnowledgeStore(LearningTables):
             db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
         except Exception as exc:
             raise RepositoryError(f"cannot open knowledge repository at {uri!r}: {exc}") from exc
-        store = cls(db, uri, embedder)
+        store = cls(db, uri, embedder, shared_lock)
         with store._lock.hold():  # two processes opening an old repository must not both migrate it
             store._prepare()
         return store

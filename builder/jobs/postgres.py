@@ -342,3 +342,38 @@ class PostgresJobStore:
         """Held jobs of this worker with a cancel request."""
         return [r["id"] for r in self._read(f"SELECT id FROM jobs WHERE worker = %s AND state IN {_HELD} "
                                             "AND cancel_requested ORDER BY seq", (worker_id,))]
+
+
+class AdvisoryLock:
+    """A PostgreSQL advisory lock named by a string, held on a connection of its own (reused between holds).
+
+    Used as the knowledge repository's write lock when it lives on object storage: every
+    worker already reaches the job store's database, so they can all take the same lock.
+    If the connection drops while the lock is held, the server releases it.
+    """
+
+    def __init__(self, url: str, name: str):
+        self.url, self.name = url, name
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> AdvisoryLock:
+        return self
+
+    def __enter__(self) -> AdvisoryLock:
+        self._lock.acquire()
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = _psycopg().connect(self.url, autocommit=True, application_name="mcp-foundry lock")
+            self._conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (self.name,))
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._conn is not None and not self._conn.broken:
+                self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self.name,))
+        finally:
+            self._lock.release()
