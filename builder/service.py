@@ -81,7 +81,8 @@ class Foundry:
         settings.ensure_dirs()
         self.settings = settings
         self.store: JobStore = open_job_store(settings)
-        self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s)
+        self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s,
+                              scope="this shared job store" if settings.shared_jobs else "this data dir")
         """Where front ends submit, read, wait for and cancel jobs."""
         _clean_sandbox_debris()
         self._backend: Backend | None = None

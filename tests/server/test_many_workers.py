@@ -188,3 +188,24 @@ def test_kill_9_of_a_worker_elsewhere_interrupts_its_job_within_the_lease_and_th
     assert [j.state for j in done] == ["succeeded", "succeeded"] and {fleet.name_of(j.worker) for j in done} <= {"a", "b"}
     assert [fleet.store.get(held[n]).state for n in ("a", "b")] == ["cancelled", "cancelled"]
     assert [w.id for w in fleet.store.workers() if fleet.pid_of(w.id) == victim.pid] == []
+
+
+def test_doctor_shows_the_shared_store_masked_and_its_workers_and_a_second_worker_may_share_a_data_dir(fleet):
+    # A second worker in worker a's data dir: on a shared store there is no one-worker-per-data-dir lock.
+    env = {**fleet.env("a"), "MCP_FOUNDRY_DB_URL": fleet.url.replace("postgres@", "postgres:hunter2@")}
+    before = len(fleet.store.workers())
+    second = subprocess.Popen([*FOUNDRY, "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        fleet.wait_registered(before + 1)
+        doctor = subprocess.run([*FOUNDRY, "--max-jobs", "0", "doctor"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert doctor.returncode == 0, doctor.stderr
+        assert "job store: PostgreSQL postgresql://postgres:***@127.0.0.1" in doctor.stdout
+        assert "hunter2" not in doctor.stdout + doctor.stderr
+        listed = re.findall(r"^  (\S+): pid (\d+) on .* lease 3 s", doctor.stdout, re.M)
+        assert {int(pid) for _, pid in listed} >= {second.pid, fleet.procs["a"].pid, fleet.procs["b"].pid}
+        assert second.poll() is None  # not refused
+    finally:
+        second.terminate()
+        second.wait(15)
