@@ -27,7 +27,10 @@ def _free_port() -> int:
 
 
 class Cluster:
-    """One PostgreSQL server owned by this test session; `new_database()` hands out empty databases."""
+    """One PostgreSQL server owned by this test session; `new_database()` hands out empty databases.
+
+    `root` must be reachable by the `postgres` user where we are root (a fresh mkdtemp under /tmp is).
+    """
 
     def __init__(self, bin_dir: Path, root: Path):
         self.bin, self.root = bin_dir, root
@@ -37,7 +40,9 @@ class Cluster:
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def _run(self, *argv: str) -> None:
-        subprocess.run([*self._as, *argv], check=True, capture_output=True, timeout=120)
+        done = subprocess.run([*self._as, *argv], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{Path(argv[0]).name} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
 
     def start(self) -> Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
