@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from builder.errors import InputError
 
@@ -20,7 +20,9 @@ ENV_PREFIX = "MCP_FOUNDRY_"
 # Setting name -> environment variable; `doctor` and the README's table are generated from this.
 ENV_VARS: dict[str, str] = {
     "data_dir": "MCP_FOUNDRY_DATA_DIR",
+    "db_url": "MCP_FOUNDRY_DB_URL",
     "knowledge_uri": "MCP_FOUNDRY_KNOWLEDGE_URI",
+    "servers_dir_path": "MCP_FOUNDRY_SERVERS_DIR",
     "max_concurrent_jobs": "MCP_FOUNDRY_MAX_JOBS",
     "worker_idle_s": "MCP_FOUNDRY_WORKER_IDLE",
     "worker_lease_s": "MCP_FOUNDRY_WORKER_LEASE",
@@ -63,7 +65,11 @@ class Settings(BaseModel):
     """Every setting of mcp-foundry; paths below the data directory are derived, not configured."""
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Holds jobs, knowledge, servers, envs, logs.")
+    db_url: str | None = Field(None, description="Job store: unset for the embedded SQLite file of the data dir; "
+                               "postgresql://USER:PASSWORD@HOST:PORT/DB for one shared by workers on many machines.")
     knowledge_uri: str | None = Field(None, description="LanceDB URI (a path or s3://...); default <data_dir>/knowledge.")
+    servers_dir_path: Path | None = Field(None, description="Deployed servers (a directory every machine mounts, "
+                                          "for a team); default <data_dir>/servers.")
     max_concurrent_jobs: int = Field(2, ge=0, le=32, description="Jobs the worker runs at once; the rest wait (by "
                                      "priority, then FIFO). 0: front ends start no local worker.")
     worker_idle_s: float = Field(600, ge=0, le=86400, description="Seconds a worker stays with nothing queued, "
@@ -106,6 +112,24 @@ class Settings(BaseModel):
     mount_poll_s: float = Field(1.0, ge=0.05, le=60, description="How often `serve` looks for deploys, rollbacks "
                                 "and removals made by any process, in seconds.")
 
+    @field_validator("db_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as e:
+            raise ValueError(f"not a URL ({e})") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not a job store this mcp-foundry knows")
+        if not parts.path.strip("/"):
+            raise ValueError("the URL names no database (postgresql://USER:PASSWORD@HOST:PORT/DBNAME)")
+        return url
+
     @property
     def jobs_db(self) -> Path:
         """SQLite job store."""
@@ -124,7 +148,12 @@ class Settings(BaseModel):
     @property
     def servers_dir(self) -> Path:
         """Deployed servers, one folder per name and version."""
-        return self.data_dir / "servers"
+        return self.servers_dir_path or self.data_dir / "servers"
+
+    @property
+    def shared_jobs(self) -> bool:
+        """True when the job store is a database that workers on other machines may share (PostgreSQL)."""
+        return self.db_url is not None
 
     @property
     def envs_dir(self) -> Path:
@@ -185,6 +214,13 @@ class Settings(BaseModel):
         out["knowledge_uri"] = self.knowledge
         out["env_cache_dir"] = str(self.envs_dir)
         out["embedding_cache_dir"] = str(self.embedding_cache)
+        out["servers_dir_path"] = str(self.servers_dir)
+        if self.db_url:
+            from builder.jobs.postgres import mask_url
+
+            out["db_url"] = mask_url(self.db_url)
+        else:
+            out["db_url"] = f"not set (SQLite: {self.jobs_db})"
         return {k: "not set" if v is None else v for k, v in out.items()}
 
 

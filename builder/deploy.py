@@ -129,10 +129,18 @@ def foundry_command() -> list[str]:
 
 
 def client_config(name: str, servers_dir: Path) -> dict[str, Any]:
-    """The snippet a client such as Claude Desktop puts under mcpServers: the current version, sandboxed."""
+    """The snippet a client such as Claude Desktop puts under mcpServers: the current version, sandboxed.
+
+    In the default layout the servers live in `<data dir>/servers`, so the snippet names that
+    data dir; a servers dir set apart (MCP_FOUNDRY_SERVERS_DIR, shared by a team) is passed
+    as that variable, with the client machine's own data dir.
+    """
     command = foundry_command()
-    return {"mcpServers": {name: {"command": command[0], "args": [*command[1:], "--data-dir",
-                                                                   str(servers_dir.parent), "run", name]}}}
+    if servers_dir.name == "servers":
+        return {"mcpServers": {name: {"command": command[0], "args": [*command[1:], "--data-dir",
+                                                                       str(servers_dir.parent), "run", name]}}}
+    return {"mcpServers": {name: {"command": command[0], "args": [*command[1:], "run", name],
+                                  "env": {"MCP_FOUNDRY_SERVERS_DIR": str(servers_dir)}}}}
 
 
 def unsandboxed_client_config(name: str, python: Path, server_py: Path) -> dict[str, Any]:

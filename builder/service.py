@@ -47,14 +47,56 @@ def _migration_progress(done: int, total: int, message: str) -> None:
         print(f"mcp-foundry: {line}", file=sys.stderr, flush=True)
 
 
+def open_job_store(settings: Settings) -> JobStore:
+    """The job store the settings choose: PostgreSQL when `db_url` is set, else the data dir's SQLite file."""
+    if settings.db_url:
+        from builder.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(settings.db_url)
+    return SqliteJobStore(settings.jobs_db)
+
+
+def describe_job_store(store: JobStore) -> str:
+    """One line for doctor: which store, where (a password masked), and its schema version."""
+    from builder.jobs import sqlite
+
+    if isinstance(store, SqliteJobStore):
+        return f"SQLite {store.path} (schema {sqlite.SCHEMA_VERSION}; this data dir only)"
+    where, version = getattr(store, "where", type(store).__name__), getattr(store, "schema_version", lambda: "?")()
+    return f"PostgreSQL {where} (schema {version}; shared by every worker that uses it)"
+
+
+def open_knowledge(settings: Settings, embedder: Any = None) -> KnowledgeStore:
+    """The knowledge repository the settings name (`embedder` defaults to the configured model).
+
+    A repository on object storage written by workers that share a PostgreSQL job store is
+    locked for writes through that database, so two machines storing the same case keep one.
+    A repository embedded with another model is re-embedded on this first open, with its
+    progress logged and printed on stderr.
+    """
+    from knowledge.embed import make_embedder
+    from knowledge.lock import local_path
+    from knowledge.store import KnowledgeStore
+
+    shared_lock = None
+    if settings.db_url and local_path(settings.knowledge) is None:
+        from builder.jobs.postgres import AdvisoryLock
+
+        shared_lock = AdvisoryLock(settings.db_url, f"mcp-foundry knowledge {settings.knowledge}")
+    embedder = embedder or make_embedder(settings.embedding_model, cache_dir=settings.embedding_cache)
+    return KnowledgeStore.open(settings.knowledge, embedder=embedder, shared_lock=shared_lock,
+                               progress=_migration_progress)
+
+
 class Foundry:
     """Settings, stores and job handlers of one mcp-foundry process."""
 
     def __init__(self, settings: Settings):
         settings.ensure_dirs()
         self.settings = settings
-        self.store: JobStore = SqliteJobStore(settings.jobs_db)
-        self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s)
+        self.store: JobStore = open_job_store(settings)
+        self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s,
+                              scope="this shared job store" if settings.shared_jobs else "this data dir")
         """Where front ends submit, read, wait for and cancel jobs."""
         _clean_sandbox_debris()
         self._backend: Backend | None = None
@@ -99,12 +141,7 @@ class Foundry:
         progress logged and printed on stderr.
         """
         if self._knowledge is None:
-            from knowledge.embed import make_embedder
-            from knowledge.store import KnowledgeStore
-
-            embedder = make_embedder(self.settings.embedding_model, cache_dir=self.settings.embedding_cache)
-            self._knowledge = KnowledgeStore.open(self.settings.knowledge, embedder=embedder,
-                                                  progress=_migration_progress)
+            self._knowledge = open_knowledge(self.settings)
         return self._knowledge
 
     # -- jobs ----------------------------------------------------------------------------------------------------

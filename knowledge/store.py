@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -62,13 +63,14 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 12) -> T:
 class KnowledgeStore(LearningTables, ReuseLog):
     """The knowledge repository: store, find and reuse success cases; record templates, edges, benchmarks, failures."""
 
-    def __init__(self, db: Any, uri: str, embedder: Embedder) -> None:
+    def __init__(self, db: Any, uri: str, embedder: Embedder,
+                 shared_lock: Callable[[], AbstractContextManager[object]] | None = None) -> None:
         """Use KnowledgeStore.open(); this only binds an already prepared connection."""
         self._db = db
         self.uri = uri
         self.embedder = embedder
         self._tables: dict[str, Any] = {}
-        self._lock = WriteLock(uri)
+        self._lock = WriteLock(uri, shared_lock)
         self._cases = sc.CASES
         """Name of the cases table in force (meta 'cases_table'; changes when the model changes)."""
 
@@ -82,11 +84,14 @@ class KnowledgeStore(LearningTables, ReuseLog):
         embedder: Embedder | None = None,
         storage_options: dict[str, str] | None = None,
         progress: Progress | None = None,
+        shared_lock: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> KnowledgeStore:
         """Open (creating or migrating if needed) the repository at `uri` with `embedder` (default: USE).
 
         A repository embedded with another model is re-embedded with this one first (see
-        knowledge.reembed); `progress(done, total, message)` hears about it.
+        knowledge.reembed); `progress(done, total, message)` hears about it. `shared_lock`
+        makes the lock that writers on several machines hold around each write to an
+        object-store repository (see knowledge.lock); a local path locks its own file.
         """
         if not isinstance(uri, str) or not uri.strip():
             raise RepositoryError(f"knowledge uri must be a non-empty path or URI string, got {uri!r}")
@@ -98,7 +103,7 @@ class KnowledgeStore(LearningTables, ReuseLog):
             db = lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=storage_options)
         except Exception as exc:
             raise RepositoryError(f"cannot open knowledge repository at {uri!r}: {exc}") from exc
-        store = cls(db, uri, embedder)
+        store = cls(db, uri, embedder, shared_lock)
         with store._lock.hold():  # two processes opening an old repository must not both migrate it
             store._prepare(progress)
         return store

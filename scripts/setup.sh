@@ -17,6 +17,19 @@ if ! command -v bwrap >/dev/null 2>&1; then
     fi
 fi
 
+# The tests of the shared job store start a throwaway PostgreSQL (initdb + pg_ctl): only --test installs it, and
+# without creating or starting a cluster of its own. The single-user install needs no PostgreSQL.
+if [ -n "$extras" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq postgresql-common >/dev/null
+        sed -i 's/^#* *create_main_cluster *=.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+        apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "setup: PostgreSQL is not installed and this is not root; its tests will be skipped" >&2
+    fi
+fi
+
 py=${PYTHON:-python3.11}
 command -v "$py" >/dev/null 2>&1 || py=python3
 [ -x .venv/bin/python ] || "$py" -m venv .venv

@@ -18,7 +18,7 @@ import anyio
 from builder.config import ENV_VARS, load_settings
 from builder.errors import BuildError, InputError
 from builder.params import validation_params
-from builder.service import Foundry
+from builder.service import Foundry, describe_job_store
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
 from server.cli_servers import print_mounts, run_server, servers
@@ -78,9 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("job_id", nargs="?", help="a job id printed by validate or build (default: list recent jobs)")
     st.add_argument("--json", action="store_true", help="print as JSON")
 
-    sub.add_parser("doctor", help="which sandbox backends work here, the worker, and the configuration in force")
+    sub.add_parser("doctor", help="which sandbox backends work here, the job store and its workers, and the "
+                   "configuration in force")
 
-    w = sub.add_parser("worker", help="run queued jobs until idle (front ends start one on demand; one per data dir)")
+    w = sub.add_parser("worker", help="run queued jobs until idle (front ends start one on demand; one per data "
+                       "dir, or any number on many machines with a PostgreSQL job store)")
     w.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the worker lock handed over by a front end
 
     b = sub.add_parser("build", help="build, validate and deploy an MCP server from a description")
@@ -233,7 +235,8 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     print(f"  registry URL:  {foundry.settings.registry_url or 'not configured'}")
     print(f"  GitHub token:  {'set' if foundry.settings.github_token else 'not set (GitHub search is optional)'}")
     print_mounts(foundry)
-    print("worker:")
+    print(f"job store: {describe_job_store(foundry.store)}")
+    print("workers:" if foundry.settings.shared_jobs else "worker:")
     for line in worker_lines(foundry):
         print(f"  {line}")
     print("settings:")

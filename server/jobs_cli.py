@@ -96,7 +96,11 @@ def print_outcome(job: Job, as_json: bool, render: Callable[[dict[str, Any]], st
 
 
 def worker(foundry: Foundry, args: argparse.Namespace) -> int:
-    """`mcp-foundry worker`: run queued jobs until idle; refused when this data dir's worker already runs."""
+    """`mcp-foundry worker`: run queued jobs until idle.
+
+    On the embedded store it is refused when this data dir's worker already runs; on a
+    shared store (PostgreSQL) any number run, here and on other machines.
+    """
     from builder.jobs.worker import WorkerLock, describe_holder, run_worker
 
     settings = foundry.settings
@@ -104,8 +108,11 @@ def worker(foundry: Foundry, args: argparse.Namespace) -> int:
         raise InputError("--max-jobs", "a worker needs at least one slot",
                          "1..32 (0 is for front ends only: they then start no worker)")
     path = settings.worker_lock
+    lock: WorkerLock | None = None
     if args.lock_fd is not None:
         lock = WorkerLock.inherited(path, args.lock_fd)
+    elif settings.shared_jobs:
+        pass  # one of many workers of a shared store: no lock (front ends still start at most one per data dir)
     else:
         lock = WorkerLock.try_acquire(path)
         if lock is None:
@@ -158,6 +165,10 @@ def status(foundry: Foundry, args: argparse.Namespace) -> int:
 def worker_lines(foundry: Foundry) -> list[str]:
     """doctor's account of the workers: pid, since when, jobs in hand."""
     workers = foundry.store.workers()
+    if not workers and foundry.settings.shared_jobs:
+        return ["none running on this job store; start some with `mcp-foundry worker` (on any machine that "
+                "reaches it)" + ("" if foundry.settings.max_concurrent_jobs == 0 else
+                                 "; front ends here also start one on demand")]
     if not workers:
         if foundry.settings.max_concurrent_jobs == 0:
             return ["none running; max_jobs is 0, so front ends here start none (`mcp-foundry worker` runs one)"]
@@ -168,8 +179,9 @@ def worker_lines(foundry: Foundry) -> list[str]:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w.started_at))
         jobs = [foundry.store.get(job_id) for job_id in w.jobs]
         held = ", ".join(f"{j.id} ({j.kind}, {j.state})" for j in jobs) or "none running"
-        lines.append(f"pid {w.pid} on {w.host}, since {since} ({_ago(now - w.started_at)}), up to {w.max_jobs} "
-                     f"jobs at once; jobs in hand: {held}")
+        lease = f", lease {w.lease_s:g} s" if foundry.settings.shared_jobs else ""
+        lines.append(f"{w.id}: pid {w.pid} on {w.host}, since {since} ({_ago(now - w.started_at)}), up to "
+                     f"{w.max_jobs} jobs at once{lease}; jobs in hand: {held}")
     return lines
 
 

@@ -87,3 +87,12 @@ class WorkerInfo(BaseModel):
     max_jobs: int
     jobs: list[str] = []
     """Ids of the jobs it holds (running or waiting), when the store was asked for them."""
+
+
+class JobCount(BaseModel):
+    """How many jobs of one kind and priority are in one state (the store's cheap aggregate, for metrics)."""
+
+    kind: str
+    priority: str
+    state: JobState
+    n: int

@@ -29,13 +29,15 @@ class JobQueue:
     """Enqueue and follow jobs in `store`; `launcher` (if any) makes sure a local worker runs."""
 
     def __init__(self, store: JobStore, kinds: Collection[str], *, default_timeout_s: float,
-                 launcher: Callable[[], Any] | None = None, poll_s: float = 0.1):
+                 launcher: Callable[[], Any] | None = None, poll_s: float = 0.1, scope: str = "this data dir"):
         self.store = store
         self.kinds = list(kinds)
         self.default_timeout_s = default_timeout_s
         self.launcher = launcher
         """Called after a job is queued (and while one waits in the queue): starts a worker when none runs."""
         self.poll_s = poll_s
+        self.scope = scope
+        """What the workers serve, as `note` names it: "this data dir", or a shared store."""
 
     def submit(self, kind: str, params: Mapping[str, Any], *, timeout_s: float | None = None) -> Job:
         """Queue a job (ranked by params["priority"]) and return it at once."""
@@ -69,7 +71,7 @@ class JobQueue:
         """Why a queued job does not start, when no worker will take it; None otherwise."""
         if job.state != JobState.queued or self.launcher is not None or self.store.workers():
             return None
-        return ("no worker runs for this data dir and this front end starts none (max_jobs 0): the job waits for "
+        return (f"no worker runs for {self.scope} and this front end starts none (max_jobs 0): the job waits for "
                 "a worker; start one with `mcp-foundry worker`, here or on a machine that shares the job store")
 
     async def wait(self, job_id: str, timeout_s: float,

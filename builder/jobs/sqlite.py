@@ -21,7 +21,7 @@ from typing import Any
 
 from builder.errors import InputError
 from builder.jobs import procs
-from builder.jobs.model import IN_HAND_STATES, INTERRUPTED, PRIORITIES, Job, JobState, WorkerInfo
+from builder.jobs.model import IN_HAND_STATES, INTERRUPTED, PRIORITIES, Job, JobCount, JobState, WorkerInfo
 
 SCHEMA_VERSION = 2
 """1: the single-process store (jobs owned by a pid); 2: workers with leases, priorities, cancel requests."""
@@ -245,6 +245,13 @@ class SqliteJobStore:
             w.jobs = [r["id"] for r in self._read(f"SELECT id FROM jobs WHERE worker = ? AND state IN {_HELD} "
                                                   "ORDER BY seq", (w.id,))]
         return live
+
+    def counts(self) -> list[JobCount]:
+        """How many jobs there are of each (kind, priority, state), as stored."""
+        rows = self._read("SELECT kind, priority, state, count(*) AS n FROM jobs GROUP BY kind, priority, state "
+                          "ORDER BY kind, priority DESC, state")
+        return [JobCount(kind=r["kind"], priority=_PRIORITY_NAMES.get(r["priority"], "normal"), state=r["state"],
+                         n=r["n"]) for r in rows]
 
     # -- workers ---------------------------------------------------------------------------------------------------
     def register_worker(self, *, max_jobs: int, lease_s: float) -> WorkerInfo:

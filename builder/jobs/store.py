@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from builder.jobs.model import Job, JobState, WorkerInfo
+from builder.jobs.model import Job, JobCount, JobState, WorkerInfo
 
 
 @runtime_checkable
@@ -59,6 +59,14 @@ class JobStore(Protocol):
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers, oldest first, each with the ids of the jobs it holds."""
+        ...
+
+    def counts(self) -> list[JobCount]:
+        """Jobs per (kind, priority, state), one grouped query: what metrics need without reading every job.
+
+        As stored: a job held by a worker that died but was not yet found dead (by a read of
+        that job or by `reap`) still counts as running or waiting.
+        """
         ...
 
     # -- workers ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ started it does not touch it or its jobs.
 An idle worker (nothing queued, running or waiting for `idle_s`) stops claiming, lets
 the lock go, and then looks at the queue once more: a job queued by a front end that
 still saw the lock held is not left behind.
+
+On a shared job store (PostgreSQL) the lock only keeps front ends of one data dir from
+starting more than one worker on demand; `mcp-foundry worker` started by hand takes no
+lock there, so any number of them, on any machines, serve the one store.
 """
 
 from __future__ import annotations
@@ -122,8 +126,11 @@ class WorkerLauncher:
         return proc.pid
 
 
-async def run_worker(runner: JobRunner, lock: WorkerLock, *, idle_s: float, check_s: float = 0.5) -> str:
-    """Run `runner` until it has been idle for `idle_s` (0: never) or SIGTERM/SIGINT; returns why it stopped."""
+async def run_worker(runner: JobRunner, lock: WorkerLock | None, *, idle_s: float, check_s: float = 0.5) -> str:
+    """Run `runner` until it has been idle for `idle_s` (0: never) or SIGTERM/SIGINT; returns why it stopped.
+
+    `lock` is the data dir's worker lock, or None for one of many workers of a shared store.
+    """
     why = "stopped"
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:
@@ -138,22 +145,30 @@ async def run_worker(runner: JobRunner, lock: WorkerLock, *, idle_s: float, chec
             tg.start_soon(on_signal)
             async with runner:
                 me = runner.worker
-                lock.record({"pid": me.pid, "proc_start": me.proc_start, "worker": me.id, "started_at": me.started_at})
+                if lock is not None:
+                    lock.record({"pid": me.pid, "proc_start": me.proc_start, "worker": me.id,
+                                 "started_at": me.started_at})
                 log.info("worker %s started: pid %d, up to %d jobs at once, exits after %s", me.id, me.pid,
                          runner.max_jobs, f"{idle_s:g} s idle" if idle_s else "a signal only")
                 why = await _until_idle(runner, lock, idle_s, check_s)
             tg.cancel_scope.cancel()  # stop listening for signals
-    lock.release()
+    if lock is not None:
+        lock.release()
     log.info("worker %s stops: %s", runner.worker.id, why)
     return why
 
 
-async def _until_idle(runner: JobRunner, lock: WorkerLock, idle_s: float, check_s: float) -> str:
+async def _until_idle(runner: JobRunner, lock: WorkerLock | None, idle_s: float, check_s: float) -> str:
     while True:
         await anyio.sleep(check_s)
         if not idle_s or runner.idle_for() < idle_s:
             continue
         runner.pause()  # from here on it claims nothing, so leaving cannot interrupt a job
+        if lock is None:
+            if not runner.store.list(state="queued", limit=1):
+                return f"idle for {idle_s:g} s"
+            runner.resume()
+            continue
         lock.release()
         if not runner.store.list(state="queued", limit=1):
             return f"idle for {idle_s:g} s"

@@ -67,6 +67,20 @@ def test_manifest_records_hashes_command_and_client_config(tmp_path, env):
     assert deploy.verify_files(m) == ["server.py"]
 
 
+def test_a_servers_dir_set_apart_is_named_by_its_variable_in_the_client_snippet(tmp_path, env):
+    from builder.config import load_settings
+
+    shared = tmp_path / "team" / "deployed"
+    settings = load_settings(environ={"MCP_FOUNDRY_DATA_DIR": str(tmp_path / "data"),
+                                      "MCP_FOUNDRY_SERVERS_DIR": str(shared)})
+    assert settings.servers_dir == shared and settings.public()["servers_dir_path"] == str(shared)
+    m = ship(settings.servers_dir, env)
+    snippet = m.client_config["mcpServers"]["text_stats"]
+    assert snippet["args"][-2:] == ["run", "text_stats"] and "--data-dir" not in snippet["args"]
+    assert snippet["env"] == {"MCP_FOUNDRY_SERVERS_DIR": str(shared)}
+    assert [s.name for s in deploy.list_servers(shared)] == ["text_stats"]
+
+
 def test_rollback_points_current_at_the_previous_or_a_named_version(tmp_path, env):
     servers = tmp_path / "servers"
     for v in ("v1", "v2", "v3"):

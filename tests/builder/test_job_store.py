@@ -1,4 +1,5 @@
-"""The SQLite job store: durability, the queue as a table, worker liveness, and upgrading an older store."""
+"""The job store contract on each backend (SQLite, PostgreSQL): durability, the queue as a table, worker
+liveness; then what only one backend has (upgrading an older SQLite store, PostgreSQL's migrations)."""
 
 import os
 import signal
@@ -16,11 +17,11 @@ from builder.jobs import JobState, SqliteJobStore
 from builder.jobs.sqlite import SCHEMA_VERSION
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteJobStore(tmp_path / "jobs.sqlite3")
-    yield s
-    s.close()
+def _sql(store, sql: str, *args) -> int:
+    """Run one raw write on either backend (for what a test must fake: a worker on another machine)."""
+    if isinstance(store, SqliteJobStore):
+        return store._write(sql, args)
+    return store._write(sql.replace("?", "%s"), args)
 
 
 def test_unknown_job_id_names_the_field(store):
@@ -29,14 +30,15 @@ def test_unknown_job_id_names_the_field(store):
     assert e.value.field == "job_id" and "nope" in str(e.value)
 
 
-def test_state_and_log_survive_reopening(tmp_path, store):
+def test_state_and_log_survive_reopening(open_store, store):
     job = store.create("validate", {"path": "/x"}, timeout_s=60)
     worker = store.register_worker(max_jobs=1, lease_s=30)
     assert store.claim_next(worker.id, ["validate"]).id == job.id
     store.append_log(job.id, "first")
     store.append_log(job.id, "second")
     assert store.finish(job.id, JobState.succeeded, result={"ok": True}, worker_id=worker.id)
-    again = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    store.close()
+    again = open_store()
     got = again.get(job.id)
     assert got.state == "succeeded" and got.result == {"ok": True} and got.progress == 1.0
     assert got.worker == worker.id
@@ -55,17 +57,16 @@ def test_claim_takes_the_highest_priority_then_the_oldest_and_only_known_kinds(s
     assert store.get(ids["other"]).state == "queued"
 
 
-def test_a_job_is_claimed_once_when_workers_race_for_it(tmp_path):
+def test_a_job_is_claimed_once_when_workers_race_for_it(open_store):
     """Three workers, each with its own connection, claim 30 jobs at once: every job runs exactly once."""
-    path = tmp_path / "jobs.sqlite3"
-    SqliteJobStore(path).close()
-    front = SqliteJobStore(path)
+    front = open_store()
+    stores = [open_store() for _ in range(3)]
     job_ids = {front.create("k", {"n": i}, timeout_s=60).id for i in range(30)}
     claims: dict[str, list[str]] = {}
     start = threading.Barrier(3)
 
     def work(name: str) -> None:
-        s = SqliteJobStore(path)
+        s = stores[int(name[1:])]
         me = s.register_worker(max_jobs=1, lease_s=30)
         got = claims.setdefault(name, [])
         start.wait()
@@ -83,13 +84,17 @@ def test_a_job_is_claimed_once_when_workers_race_for_it(tmp_path):
     assert {j.state for j in front.list(limit=100)} == {"succeeded"}
 
 
-def test_running_job_of_a_killed_worker_process_becomes_interrupted_at_once(tmp_path):
-    db = tmp_path / "jobs.sqlite3"
+def test_running_job_of_a_killed_worker_process_becomes_interrupted_at_once(open_store, tmp_path):
+    reader = open_store()
+    if isinstance(reader, SqliteJobStore):
+        opener = f"from builder.jobs import SqliteJobStore as S; s = S(Path({str(reader.path)!r}))"
+    else:
+        opener = f"from builder.jobs.postgres import PostgresJobStore as S; s = S({reader.url!r})"
     child = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from builder.jobs import JobState, SqliteJobStore
-        s = SqliteJobStore(Path({str(db)!r}))
+        from builder.jobs import JobState
+        {opener}
         me = s.register_worker(max_jobs=2, lease_s=3600)
         done = s.create("validate", {{}}, timeout_s=60); s.claim_next(me.id, ["validate"])
         s.finish(done.id, JobState.succeeded, result={{"x": 1}}, worker_id=me.id)
@@ -100,7 +105,6 @@ def test_running_job_of_a_killed_worker_process_becomes_interrupted_at_once(tmp_
     """)
     p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
     done, running, queued = p.stdout.readline().split()
-    reader = SqliteJobStore(db)
     assert reader.get(running).state == "running" and len(reader.workers()) == 1  # alive: nothing is taken
     assert reader.reap() == []
     os.kill(p.pid, signal.SIGKILL)
@@ -108,7 +112,7 @@ def test_running_job_of_a_killed_worker_process_becomes_interrupted_at_once(tmp_
     # A reader (`status`, build_status) sees the death at once, although its lease has an hour to run.
     assert reader.get(running).state == "interrupted" and "stopped" in reader.get(running).error
     assert reader.workers() == []
-    fresh = SqliteJobStore(db)
+    fresh = open_store()
     assert fresh.reap() == []  # the reader already marked it; the dead worker's row is gone
     assert fresh.get(queued).state == "queued"  # queued work is not lost: the next worker claims it
     assert fresh.get(done).result == {"x": 1} and fresh.get(done).state == "succeeded"
@@ -120,9 +124,9 @@ def test_a_worker_elsewhere_is_alive_while_its_lease_runs_and_dead_after(store):
     job = store.create("k", {}, timeout_s=60)
     store.claim_next(worker.id, ["k"])
     # What a worker on another machine looks like in a shared store.
-    store._write("UPDATE workers SET host = 'elsewhere', pid = 1 WHERE id = ?", (worker.id,))
+    _sql(store, "UPDATE workers SET host = 'elsewhere', pid = 1 WHERE id = ?", worker.id)
     assert store.get(job.id).state == "running" and [w.id for w in store.workers()] == [worker.id]
-    store._write("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (time.time() - 6, worker.id))
+    _sql(store, "UPDATE workers SET heartbeat_at = heartbeat_at - 6 WHERE id = ?", worker.id)
     assert store.reap() == [job.id]
     assert store.get(job.id).state == "interrupted" and store.workers() == []
     # The worker that lost its lease learns it at its next heartbeat, and its late writes change nothing.
@@ -144,15 +148,33 @@ def test_cancel_request_cancels_a_queued_job_and_flags_a_held_one(store):
     assert store.claim_next(worker.id, ["k"]) is None  # the cancelled one is never claimed
 
 
-def test_changes_moves_on_writes_from_this_and_other_connections(tmp_path, store):
-    other = SqliteJobStore(tmp_path / "jobs.sqlite3")
+def _moved(store, than: int, within_s: float = 5.0) -> int:
+    """changes() once it differs from `than` (PostgreSQL delivers its notifications a moment after the commit)."""
+    deadline = time.monotonic() + within_s
+    while (now := store.changes()) == than and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return now
+
+
+def test_changes_moves_on_writes_from_this_and_other_connections(open_store, store):
+    other = open_store()
     first = store.changes()
+    time.sleep(0.1)
     assert store.changes() == first  # nothing happened
     job = other.create("k", {}, timeout_s=60)
-    second = store.changes()
+    second = _moved(store, first)
     assert second != first
     store.append_log(job.id, "a line")
-    assert store.changes() != second and store.get(job.id).rev > job.rev
+    assert _moved(store, second) != second and store.get(job.id).rev > job.rev
+
+
+def test_counts_group_jobs_by_kind_priority_and_state(store):
+    worker = store.register_worker(max_jobs=1, lease_s=30)
+    for kind, prio in (("a", "high"), ("a", "normal"), ("a", "normal"), ("b", "low")):
+        store.create(kind, {}, timeout_s=60, priority=prio)
+    store.claim_next(worker.id, ["a"])  # the high one
+    got = {(c.kind, c.priority, c.state): c.n for c in store.counts()}
+    assert got == {("a", "high", "running"): 1, ("a", "normal", "queued"): 2, ("b", "low", "queued"): 1}
 
 
 def test_eta_is_estimated_from_progress(store):

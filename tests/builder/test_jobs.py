@@ -1,17 +1,12 @@
-"""Jobs through the store: a front end's queue submits and waits, a runner (the worker's pool) claims and runs."""
+"""Jobs through the store: a front end's queue submits and waits, a runner (the worker's pool) claims and runs.
+
+Every test runs on each backend (the `store` fixture: SQLite and PostgreSQL)."""
 
 import anyio
 import pytest
 
 from builder.errors import BuildError, InputError
-from builder.jobs import JobContext, JobQueue, JobRunner, SqliteJobStore
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteJobStore(tmp_path / "jobs.sqlite3")
-    yield s
-    s.close()
+from builder.jobs import JobContext, JobQueue, JobRunner
 
 
 def queue_for(store, handlers) -> JobQueue:
