@@ -19,6 +19,7 @@ from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
 from builder.heal import primary_class
 from builder.jobs import JobContext
+from builder.llm.client import asking
 from builder.llm.progress import at_most_every, listening
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop, with_required_cases
 from builder.patterns import excerpt
@@ -47,9 +48,14 @@ class _Build:
         self.report = BuildReport(ok=False, outcome="failed", request=self.request)
         self.t0 = time.monotonic()
         budget = float(self.params.get("timeout_s") or self.settings.job_timeout_s)
-        self.deadline = self.t0 + budget - FINISH_MARGIN_S
+        self.deadline = self.clock() + budget - FINISH_MARGIN_S
+        """On `clock()`: by then the loop starts no more turns."""
         self.work = self.settings.work_dir / f"build-{ctx.job_id}"
         self.deployed: Any = None
+
+    def clock(self) -> float:
+        """The build's own time: monotonic seconds less those spent waiting for the client's answers."""
+        return time.monotonic() - self.ctx.waited_s
 
     @contextmanager
     def phase(self, name: str, fraction: float, message: str = ""):
@@ -80,14 +86,17 @@ class _Build:
             exact = await self.knowledge("find_exact", self.request)
         if exact is not None and exact.verdict == "passed" and await self.reuse(exact, "exact"):
             return self.finish()
-        provider = self.foundry.provider_for(self.ctx.job_id)
+        provider = self.foundry.provider_for(self.ctx)
+        # Reuse comes first: a request whose named tools a stored case covers costs no question and no model call.
+        if (provider is None or provider.name == "client") and self.params.get("tools") \
+                and await self.reuse_similar(None) is True:
+            return self.finish()
         if provider is None:
-            if self.params.get("tools") and await self.reuse_similar(None) is True:
-                return self.finish()
             raise NotConfigured(_not_configured_message())
+        self.report.coder = provider.name
         tokens = at_most_every(1.0, lambda p: self.ctx.progress(
             0.05, "analyze", f"analysing the request ({p.tokens} tokens in {p.seconds:.0f} s)"))
-        with self.phase("analyze", 0.05, "analysing the request"), listening(tokens):
+        with self.phase("analyze", 0.05, "analysing the request"), listening(tokens), asking("requirement"):
             req = await analyze(provider, self.params, self.report.usage)
         self.report.requirement = req
         self.ctx.log(f"requirement: server {req.server_name} with tools {', '.join(req.tool_names())}")
@@ -181,7 +190,7 @@ class _Build:
         return await validate_server(ValidationTarget(directory=directory), backend=self.foundry.backend, env=env,
                                      cases=None, network=bool(self.params.get("needs_network")), log=self.ctx.log,
                                      limits=self.settings.sandbox_limits(
-                                         wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))),
+                                         wall_seconds=max(10.0, min(120.0, self.deadline - self.clock()))),
                                      init_timeout=self.settings.init_timeout_s,
                                      call_timeout=self.settings.case_timeout_s)
 
@@ -219,6 +228,7 @@ class _Build:
         return LoopDeps(provider=provider, usage=self.report.usage, backend=self.foundry.backend,
                         envs=self.foundry.envs, pypi=researcher.pypi, strategy_stats=store.strategy_stats,
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
+                        clock=self.clock,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
                         notes=requirement_notes(self.report.requirement, self.params)
@@ -233,7 +243,7 @@ class _Build:
         from builder.deploy import deploy
 
         metrics = {"turns": len(self.report.turns), "usage": self.report.usage.model_dump(),
-                   "timings": dict(self.report.timings), "seconds_so_far": round(time.monotonic() - self.t0, 3)}
+                   "timings": dict(self.report.timings), "seconds_so_far": round(self.clock() - self.t0, 3)}
         manifest = deploy(self.settings.servers_dir, name, draft, env_path=env.path, summary=summary,
                           request=self.request, tools=[t.model_dump(mode="json") for t in report.tools],
                           validation=report.model_dump(mode="json"), metrics=metrics, reused_case_id=reused)
@@ -258,7 +268,7 @@ class _Build:
         from builder.learn import learn_success, success_case
 
         case = success_case(self.request, req, result.draft, result.report, deployed_dir=self.deployed.directory,
-                            build_seconds=time.monotonic() - self.t0, iterations=len(result.turns),
+                            build_seconds=self.clock() - self.t0, iterations=len(result.turns),
                             tokens=self.report.usage.prompt_tokens + self.report.usage.completion_tokens)
         store = self.foundry.knowledge
         # learn_success stores the case (one embedding, one commit) and returns its id.
@@ -290,8 +300,10 @@ def _case_draft(case: SuccessCase) -> ServerDraft | None:
 def _not_configured_message() -> str:
     from builder.llm import HOW_TO_CONFIGURE
 
-    return ("This build needs code generation and " + HOW_TO_CONFIGURE[0].lower() + HOW_TO_CONFIGURE[1:]
-            + "\nRequests the repository already covers are served without an LLM.")
+    return ("This build asked for the configured model only (coder 'server') and " + HOW_TO_CONFIGURE[0].lower()
+            + HOW_TO_CONFIGURE[1:] + "\nOr request it with coder 'auto' (the default) or 'client': the build then "
+            "asks you, the caller, and you answer its questions with answer_build (`mcp-foundry answer`). Requests "
+            "the repository already covers are served without any model.")
 
 
 async def run_build(ctx: JobContext, foundry: Foundry) -> BuildReport:
