@@ -243,7 +243,8 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     _print_limits(foundry)
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")
-    missing = "not configured (set MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL; reuse still works)"
+    missing = ("none: builds ask their caller, who answers with answer_build or `mcp-foundry answer` (set "
+               "MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL to use a model)")
     seconds = getattr(getattr(provider, "inner", provider), "timeout_s", None)
     timeout = f" (fails after {seconds:g} s without a token)" if seconds else ""
     print(f"  LLM provider:  {provider.name if provider else missing}{timeout}")
