@@ -64,7 +64,6 @@ def follow(foundry: Foundry, job_id: str, *, quiet: bool = False, stop_at_questi
 
     async def run() -> Job:
         printer = _LogPrinter(foundry, job_id, quiet)
-        job = foundry.queue.get(job_id)
         try:
             job = await foundry.queue.wait(job_id, math.inf, on_change=printer, until=asks)
         finally:

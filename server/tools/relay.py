@@ -63,7 +63,7 @@ class SamplingRelay:
                     if question is not None and question.id not in self._asking:
                         self._asking.add(question.id)
                         tg.start_soon(self._relay, job_id, session, question)
-                with anyio.move_on_after(self.poll_s):
+                with anyio.move_on_after(self.poll_s if self._jobs else float("inf")):  # idle: until watch()
                     await self._wake.wait()
                 self._wake = anyio.Event()
 
