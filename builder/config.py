@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "worker_idle_s": "MCP_FOUNDRY_WORKER_IDLE",
     "worker_lease_s": "MCP_FOUNDRY_WORKER_LEASE",
     "job_timeout_s": "MCP_FOUNDRY_JOB_TIMEOUT",
+    "client_wait_s": "MCP_FOUNDRY_CLIENT_WAIT",
     "sandbox_backend": "MCP_FOUNDRY_SANDBOX",
     "max_turns": "MCP_FOUNDRY_MAX_TURNS",
     "registry_url": "MCP_FOUNDRY_REGISTRY_URL",
@@ -76,7 +77,10 @@ class Settings(BaseModel):
                                  "running or waiting before it exits (0: it never does).")
     worker_lease_s: float = Field(30, ge=3, le=3600, description="Seconds after a worker's last heartbeat at which "
                                   "workers elsewhere take it for dead (on one machine its pid tells at once).")
-    job_timeout_s: float = Field(1800, gt=0, le=86400, description="Default per-job timeout in seconds.")
+    job_timeout_s: float = Field(1800, gt=0, le=86400, description="Default per-job timeout in seconds (time spent "
+                                 "waiting for a client's answer does not count).")
+    client_wait_s: float = Field(1800, gt=0, le=86400, description="Seconds a build's question waits for its "
+                                 "client's answer before the build fails.")
     sandbox_backend: str = Field("auto", description="auto | bubblewrap | docker | process.")
     init_timeout_s: float = Field(30, gt=0, le=600, description="Seconds a server under test has to answer "
                                   "initialize before it fails with class 'timeout'.")

@@ -19,3 +19,7 @@ class NotConfigured(BuildError):
 
 class LLMError(BuildError):
     """The LLM provider failed or kept returning unusable output."""
+
+
+class NoAnswer(BuildError):
+    """A build asked its client a question and no answer came within the client wait (MCP_FOUNDRY_CLIENT_WAIT)."""

@@ -23,6 +23,7 @@ from builder.draft import ServerDraft
 from builder.errors import LLMError
 from builder.heal import CLASS_PRIORITY, ClassifiedFailure, HealPlan, from_report, plan, sharpen
 from builder.llm.base import ChatMessage, LLMProvider, Usage
+from builder.llm.client import asking
 from builder.llm.progress import at_most_every, listening
 from builder.prompts import render
 from builder.reason import Finding, reason
@@ -114,7 +115,9 @@ class LoopDeps:
     work_dir: Path
     max_turns: int
     deadline: float
-    """time.monotonic() value by which the loop must stop starting turns."""
+    """`clock()` value by which the loop must stop starting turns."""
+    clock: Callable[[], float] = time.monotonic
+    """The build's clock: monotonic seconds, less the time spent waiting for a client's answers."""
     network: bool = False
     log: Callable[[str], None] = print
     progress: Callable[[float, str], None] = lambda f, m: None
@@ -142,7 +145,7 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
     feedback = ""
     previous: ServerDraft | None = None
     for n in range(1, deps.max_turns + 1):
-        if deps.deadline - time.monotonic() < MIN_TURN_SECONDS:
+        if deps.deadline - deps.clock() < MIN_TURN_SECONDS:
             return LoopResult(ok=False, turns=turns, heal_attempts=attempts, draft=previous,
                               stop_reason=f"time budget spent after {n - 1} turn(s)")
         turn = Turn(number=n)
@@ -155,7 +158,8 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
         writing = at_most_every(1.0, lambda p, n=n, at=span[0]: deps.progress(
             at, f"turn {n}: writing code ({p.tokens} tokens in {p.seconds:.0f} s)"))
         try:
-            with listening(writing):
+            # A client answering instead of a model sees a first draft asked as "code", every later one as "fix".
+            with listening(writing), asking("fix" if feedback else "code", turn=n, turns_left=deps.max_turns - n):
                 draft = await _code(deps, req, research, examples, feedback)
         except LLMError as e:
             # Keep what the earlier turns learned: the caller records them as for any failed build.
@@ -193,7 +197,7 @@ async def run_loop(req: Requirement, research: str, examples: str, deps: LoopDep
             else:
                 deps.progress(span[0] + span[1] * 0.6, f"turn {n}: validating in the sandbox")
                 t = time.perf_counter()
-                remaining = max(10.0, deps.deadline - time.monotonic())
+                remaining = max(10.0, deps.deadline - deps.clock())
                 async with deps.envs.in_use(env):
                     report = await validate_server(
                         ValidationTarget(directory=directory), backend=deps.backend, env=env, cases=None,

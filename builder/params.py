@@ -10,6 +10,12 @@ from typing import Any
 from builder.errors import InputError
 
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+CODERS = {
+    "auto": "the model configured for the foundry (MCP_FOUNDRY_LLM_*), else the caller",
+    "server": "the configured model only; the build fails at once when none is configured",
+    "client": "always the caller: each model request becomes a question, answered with answer_build",
+}
+"""Who answers a build's model requests (request_build's `coder`)."""
 
 
 def _str_list(field: str, value: Any, *, max_items: int = 30, max_len: int = 500) -> list[str] | None:
@@ -28,8 +34,13 @@ def _str_list(field: str, value: Any, *, max_items: int = 30, max_len: int = 500
 def build_params(description: str, name: str | None = None, tools: list[str] | None = None,
                  dependencies: list[str] | None = None, constraints: list[str] | None = None,
                  examples: list[dict[str, Any]] | None = None, needs_network: bool = False,
-                 priority: str = "normal", timeout_s: float | None = None, fresh: bool = False) -> dict[str, Any]:
-    """Check request_build's inputs and return the job parameters; InputError names the bad field."""
+                 priority: str = "normal", timeout_s: float | None = None, fresh: bool = False,
+                 coder: str = "auto") -> dict[str, Any]:
+    """Check request_build's inputs and return the job parameters; InputError names the bad field.
+
+    `coder` (kept in the params, where the worker reads it): who answers the build's model
+    requests; see CODERS.
+    """
     from knowledge.text import has_cjk, normalize_package
 
     # A CJK character carries about a word: "把语音转成文字" (speech to text) is a whole request in 7.
@@ -73,8 +84,10 @@ def build_params(description: str, name: str | None = None, tools: list[str] | N
         raise InputError("priority", f"{priority!r} is not a priority", "low, normal or high")
     if timeout_s is not None and not (isinstance(timeout_s, int | float) and 60 <= timeout_s <= 86400):
         raise InputError("timeout_s", f"{timeout_s!r} seconds", "60 to 86400 seconds (a build needs time for at least one turn)")
+    if coder not in CODERS:
+        raise InputError("coder", f"{coder!r} is not a coder", "; ".join(f"{k}: {v}" for k, v in CODERS.items()))
     params: dict[str, Any] = {"description": description.strip(), "needs_network": needs_network,
-                              "priority": priority}
+                              "priority": priority, "coder": coder}
     if fresh:
         params["fresh"] = True
     for key, value in (("name", name), ("tools", _str_list("tools", tools, max_len=300)), ("dependencies", deps),

@@ -25,6 +25,7 @@ from builder.draft import ServerDraft
 from builder.errors import BuildError, LLMError, NotConfigured
 from builder.heal import primary_class
 from builder.jobs import JobContext
+from builder.llm.client import asking
 from builder.llm.progress import at_most_every, listening
 from builder.loop import LoopDeps, ValidationDigest, cleanup, run_loop
 from builder.patterns import excerpt
@@ -53,7 +54,8 @@ class _Build(ReusePhase):
         self.report = BuildReport(ok=False, outcome="failed", request=self.request)
         self.t0 = time.monotonic()
         budget = float(self.params.get("timeout_s") or self.settings.job_timeout_s)
-        self.deadline = self.t0 + budget - FINISH_MARGIN_S
+        self.deadline = self.clock() + budget - FINISH_MARGIN_S
+        """On `clock()`: by then the loop starts no more turns."""
         self.work = self.settings.work_dir / f"build-{ctx.job_id}"
         self.deployed: Any = None
         self.fresh = bool(self.params.get("fresh"))
@@ -62,6 +64,10 @@ class _Build(ReusePhase):
         self.matches: list[Match] = []
         self.cover: list[Any] = []
         self.reused_case: SuccessCase | None = None
+
+    def clock(self) -> float:
+        """The build's own time: monotonic seconds less those spent waiting for the client's answers."""
+        return time.monotonic() - self.ctx.waited_s
 
     @contextmanager
     def phase(self, name: str, fraction: float, message: str = ""):
@@ -91,24 +97,28 @@ class _Build(ReusePhase):
         self.report.fresh = self.fresh
         if not self.fresh and await self.reuse_exact():
             return self.finish()
-        provider = self.foundry.provider_for(self.ctx.job_id)
+        provider = self.foundry.provider_for(self.ctx)
         candidates = [] if self.fresh else await self.candidates()
+        # Reuse comes first: with no model, or with the caller as the model (its time is dear), a request the
+        # repository clearly covers costs no question and no model call.
+        if (provider is None or provider.name == "client") and not self.fresh \
+                and await self.reuse_without_model(candidates):
+            return self.finish()
         if provider is None:
-            if not self.fresh and await self.reuse_without_model(candidates):
-                return self.finish()
             raise NotConfigured(_not_configured_message(self.report.candidates, self.fresh))
+        self.report.coder = provider.name
         tokens = at_most_every(1.0, lambda p: self.ctx.progress(
             0.05, "analyze", f"analysing the request ({p.tokens} tokens in {p.seconds:.0f} s)"))
         req: Requirement | None = None
         if candidates:
             with self.phase("analyze", 0.05, f"analysing the request against {len(candidates)} stored server(s)"), \
-                    listening(tokens):
+                    listening(tokens), asking("requirement"):
                 answer = await analyze_with_candidates(provider, self.params, candidates, self.report.usage)
             if await self.reuse_chosen(answer.reuse, candidates):
                 return self.finish()
             req = answer.requirement
         if req is None:
-            with self.phase("analyze", 0.05, "analysing the request"), listening(tokens):
+            with self.phase("analyze", 0.05, "analysing the request"), listening(tokens), asking("requirement"):
                 req = await analyze(provider, self.params, self.report.usage)
         self.report.requirement = req
         self.ctx.log(f"requirement: server {req.server_name} with tools {', '.join(req.tool_names())}")
@@ -151,7 +161,7 @@ class _Build(ReusePhase):
         return await validate_server(ValidationTarget(directory=directory), backend=self.foundry.backend, env=env,
                                      cases=None, network=bool(self.params.get("needs_network")), log=self.ctx.log,
                                      limits=self.settings.sandbox_limits(
-                                         wall_seconds=max(10.0, min(120.0, self.deadline - time.monotonic()))),
+                                         wall_seconds=max(10.0, min(120.0, self.deadline - self.clock()))),
                                      init_timeout=self.settings.init_timeout_s,
                                      call_timeout=self.settings.case_timeout_s)
 
@@ -189,6 +199,7 @@ class _Build(ReusePhase):
         return LoopDeps(provider=provider, usage=self.report.usage, backend=self.foundry.backend,
                         envs=self.foundry.envs, pypi=researcher.pypi, strategy_stats=store.strategy_stats,
                         work_dir=self.work, max_turns=self.settings.max_turns, deadline=self.deadline,
+                        clock=self.clock,
                         network=bool(self.params.get("needs_network")), log=self.ctx.log,
                         required_cases=list(self.params.get("examples") or []),
                         notes=requirement_notes(self.report.requirement, self.params)
@@ -203,7 +214,7 @@ class _Build(ReusePhase):
         from builder.deploy import deploy
 
         metrics = {"turns": len(self.report.turns), "usage": self.report.usage.model_dump(),
-                   "timings": dict(self.report.timings), "seconds_so_far": round(time.monotonic() - self.t0, 3)}
+                   "timings": dict(self.report.timings), "seconds_so_far": round(self.clock() - self.t0, 3)}
         manifest = deploy(self.settings.servers_dir, name, draft, env_path=env.path, summary=summary,
                           request=self.request, tools=[t.model_dump(mode="json") for t in report.tools],
                           validation=report.model_dump(mode="json"), metrics=metrics, reused_case_id=reused)
@@ -243,7 +254,7 @@ class _Build(ReusePhase):
         from builder.learn import learn_success, success_case
 
         case = success_case(self.request, req, result.draft, result.report, deployed_dir=self.deployed.directory,
-                            build_seconds=time.monotonic() - self.t0, iterations=len(result.turns),
+                            build_seconds=self.clock() - self.t0, iterations=len(result.turns),
                             tokens=self.report.usage.prompt_tokens + self.report.usage.completion_tokens)
         store = self.foundry.knowledge
         # learn_success stores the case (one embedding, one commit) and returns its id.
@@ -266,8 +277,10 @@ def _not_configured_message(candidates: list[Any], fresh: bool) -> str:
 
     closest = (f" The closest stored server, {candidates[0].server_name}, was not reused: {candidates[0].why}."
                if candidates else " No stored server is close to it.")
-    return ("This build needs code generation and " + HOW_TO_CONFIGURE[0].lower() + HOW_TO_CONFIGURE[1:]
-            + "\nRequests the repository already covers are served without an LLM: exact repeats, requests naming "
+    return ("This build asked for the configured model only (coder 'server') and " + HOW_TO_CONFIGURE[0].lower()
+            + HOW_TO_CONFIGURE[1:] + "\nOr request it with coder 'auto' (the default) or 'client': the build then "
+            "asks you, the caller, and you answer its questions with answer_build (`mcp-foundry answer`)."
+            "\nRequests the repository already covers are served without any model: exact repeats, requests naming "
             "a stored server's tools, and descriptions a stored server clearly covers by meaning."
             + (" This build asked for a fresh build (fresh=true), so the repository was not consulted." if fresh
                else closest))

@@ -53,6 +53,9 @@ class BuildReport(BaseModel):
     deployment: Deployment | None = None
     case_id: str | None = None
     """The repository case stored (or reused)."""
+    coder: str = ""
+    """Who answered the build's model requests: the configured provider's name ("openai", "replay"), or "client"
+    (its caller, through stored questions); empty when none was needed."""
     usage: Usage = Field(default_factory=Usage)
     timings: dict[str, float] = Field(default_factory=dict)
     """Seconds per phase."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from builder.config import Settings, settings_env
-from builder.jobs import Handler, JobContext, JobQueue, JobRunner, JobStore, SqliteJobStore
+from builder.jobs import Handler, Job, JobContext, JobQueue, JobRunner, JobStore, SqliteJobStore
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore
@@ -107,12 +107,31 @@ class Foundry:
         self.job_llm: dict[str, Any] = {}
         """Providers lent to one job by embedding code whose runner is in the same process."""
 
-    def provider_for(self, job_id: str) -> Any:
-        """The LLM for one job: the configured provider, else one lent to this job, else the override, else None."""
-        from builder.llm import make_provider
+    def provider_for(self, ctx: JobContext) -> Any:
+        """The LLM of one build, by its `coder` param.
 
-        lent = self.job_llm.pop(job_id, None)
-        return make_provider() or lent or self.llm_override
+        "server": the configured endpoint (the worker's environment), else None. "client":
+        the caller, asked through stored questions. "auto" (the default): the configured
+        endpoint, else one lent to this job or the override (embedding code), else the caller.
+        """
+        from builder.llm import make_provider
+        from builder.llm.client import ClientProvider
+
+        coder = ctx.params.get("coder", "auto")
+        lent = self.job_llm.pop(ctx.job_id, None)
+        if coder == "server":
+            return make_provider()
+        if coder == "auto":
+            chosen = make_provider() or lent or self.llm_override
+            if chosen is not None:
+                return chosen
+        return ClientProvider(ctx, wait_s=self.settings.client_wait_s)
+
+    async def answer(self, job_id: str, question_id: str, answer: Any) -> Job:
+        """Answer a waiting build's question (checked; see builder.llm.answers) and return the job's status."""
+        from builder.llm.answers import answer as answer_question
+
+        return await answer_question(self.store, job_id, question_id, answer)
 
     # -- lazily opened parts -------------------------------------------------------------------------------------
     @property

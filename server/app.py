@@ -25,11 +25,15 @@ from server.errors import explain_tool_error, strict_type_errors
 from server.gateway import Gateway, GatewayError
 from server.gateway.notify import Sessions
 from server.tools import builds, jobs, repository
+from server.tools.relay import SamplingRelay
 
 INSTRUCTIONS = """mcp-foundry builds, validates and deploys MCP servers.
 Long work runs as jobs: a tool that starts one returns a job_id at once; follow it with build_status and read the
 report with build_result (pass wait_s, up to 50 s, to wait, with progress notifications). Jobs run in a worker
 process, so they go on after this session ends. Every job's log is the resource foundry://jobs/{job_id}/log.
+Without a model configured here, a build asks you instead: it waits with a `question` (build_status and build_result
+show it: the complete instructions a model would get and the JSON Schema of the answer); answer it with answer_build,
+from this session or any later one.
 Deployed servers are served here too, sandboxed: their tools as <server>__<tool>, their prompts as <server>__<prompt>,
 their resources under foundry://servers/<server>/; the lists change as servers are deployed or removed."""
 
@@ -53,6 +57,8 @@ class FoundryServer(MCPServer):
         super().__init__(*args, subscriptions=self.bus, **kwargs)
         self.gateway = gateway
         self.sessions = Sessions(self.bus)
+        self.relay: SamplingRelay | None = None
+        """Answers the questions of builds whose session lends its model (run by `serve`)."""
         self.middleware.append(self.sessions)
         if gateway is not None:
             gateway.listeners.append(self.sessions.changed)
@@ -147,8 +153,9 @@ def build_app(foundry: Foundry, gateway: Gateway | None = None) -> FoundryServer
 
     app = FoundryServer(name="mcp-foundry", instructions=INSTRUCTIONS, version=version("mcp-foundry"),
                         log_level="WARNING", gateway=gateway)
-    jobs.register(app, foundry)
-    builds.register(app, foundry, gateway)
+    app.relay = SamplingRelay(foundry)
+    jobs.register(app, foundry, app.relay)
+    builds.register(app, foundry, gateway, app.relay)
     repository.register(app, foundry)
     app.withdraw_empty_prompts()
     return app

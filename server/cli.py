@@ -17,7 +17,7 @@ import anyio
 
 from builder.config import ENV_VARS, load_settings
 from builder.errors import BuildError, InputError
-from builder.params import validation_params
+from builder.params import CODERS, validation_params
 from builder.service import Foundry, describe_job_store
 from knowledge.errors import KnowledgeError
 from sandbox.errors import SandboxError
@@ -25,10 +25,13 @@ from server.cli_servers import print_mounts, run_server, servers
 from server.gateway.errors import GatewayError
 from server.jobs_cli import (
     WORKER_ARGV,
+    follow,
     print_outcome,
+    print_question,
     run_job,
     start_worker_soon,
     status,
+    waits_for_answer,
     worker,
     worker_lines,
 )
@@ -89,9 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("description", help="what the server should do, in plain words")
     b.add_argument("--name", help="server name: a lowercase Python identifier (default: chosen by the analysis)")
     b.add_argument("--network", action="store_true", help="the server needs network access")
-    b.add_argument("--timeout", type=float, help="build timeout in seconds")
+    b.add_argument("--timeout", type=float, help="build timeout in seconds (time spent waiting for your answers "
+                   "does not count)")
     b.add_argument("--fresh", action="store_true", help="build anew even when a stored server covers the request")
-    b.add_argument("--json", action="store_true", help="print the build report as JSON")
+    b.add_argument("--coder", choices=list(CODERS), default="auto", help="who writes the requirement and the code: "
+                   + "; ".join(f"{k}: {v}" for k, v in CODERS.items()) + " (default auto)")
+    b.add_argument("--json", action="store_true", help="print the build report (or the question) as JSON")
+    b.epilog = ("Without a configured model the build asks you: it prints the question (its instructions and the "
+                "JSON Schema of the answer) and the command that answers it, and exits with code 3, leaving the job "
+                "waiting in the worker. Exit codes: 0 built, 1 failed, 2 refused input, 3 waiting for your answer.")
+
+    a = sub.add_parser("answer", help="answer the question a waiting build asks, then follow the build to its next "
+                       "question or its end")
+    a.add_argument("job_id", help="the waiting build's job id")
+    a.add_argument("question_id", help="the id of its question, as `build` or `status` printed it")
+    a.add_argument("file", metavar="FILE|-", help="a file holding the answer, a JSON object valid against the "
+                   "question's answer schema; - reads it from stdin")
+    a.add_argument("--json", action="store_true", help="print the report (or the next question) as JSON")
+    a.epilog = ("An invalid answer is refused with one line per problem (exit code 2) and the question stays open; "
+                "after as many invalid answers as a model gets attempts, the build fails. Once the answer is taken, "
+                "this follows the build as `build` does (Ctrl-C cancels it). Exit codes: 0 built, 1 failed, 2 answer "
+                "refused, 3 waiting for your next answer.")
 
     sv = sub.add_parser("servers", help="list deployed servers, show one, add your own, roll back or remove")
     sv.add_argument("action", nargs="?", default="list", choices=["list", "show", "add", "rollback", "remove"])
@@ -185,6 +206,8 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
                 anyio.create_task_group() as tg:
             app = build_app(foundry, gateway)
             tg.start_soon(start_worker_soon, foundry)
+            if app.relay is not None:
+                tg.start_soon(app.relay.run)
             if gateway is not None and only:
                 missing = sorted(only - set(gateway.table.mounts))
                 if missing:
@@ -228,7 +251,8 @@ def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     _print_limits(foundry)
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")
-    missing = "not configured (set MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL; reuse still works)"
+    missing = ("none: builds ask their caller, who answers with answer_build or `mcp-foundry answer` (set "
+               "MCP_FOUNDRY_LLM_BASE_URL and MCP_FOUNDRY_LLM_MODEL to use a model)")
     seconds = getattr(getattr(provider, "inner", provider), "timeout_s", None)
     timeout = f" (fails after {seconds:g} s without a token)" if seconds else ""
     print(f"  LLM provider:  {provider.name if provider else missing}{timeout}")
@@ -259,12 +283,32 @@ def _print_limits(foundry: Foundry) -> None:
 
 def _build(foundry: Foundry, args: argparse.Namespace) -> int:
     from builder.params import build_params
-    from builder.report import BuildReport
 
     params = build_params(description=args.description, name=args.name, needs_network=args.network,
-                          timeout_s=args.timeout, fresh=args.fresh)
-    job = run_job(foundry, "build", params, timeout_s=args.timeout, quiet=args.json)
-    return print_outcome(job, args.json, lambda r: BuildReport.model_validate(r).render())
+                          timeout_s=args.timeout, fresh=args.fresh, coder=args.coder)
+    job = run_job(foundry, "build", params, timeout_s=args.timeout, quiet=args.json, stop_at_question=True)
+    return _build_outcome(foundry, job, args.json)
+
+
+def _build_outcome(foundry: Foundry, job: Any, as_json: bool) -> int:
+    from builder.report import BuildReport
+
+    if waits_for_answer(foundry, job):
+        return print_question(foundry, job, as_json)
+    return print_outcome(job, as_json, lambda r: BuildReport.model_validate(r).render())
+
+
+def _answer(foundry: Foundry, args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError("FILE", f"cannot read {args.file}: {getattr(e, 'strerror', None) or e}",
+                         "a readable UTF-8 file holding one JSON object, or - for stdin") from None
+    job = anyio.run(foundry.answer, args.job_id, args.question_id, text)
+    if not args.json:
+        print(f"answer to question {args.question_id} taken; job {job.id} is {job.state.value}", file=sys.stderr)
+    job = follow(foundry, job.id, quiet=args.json, stop_at_question=True)
+    return _build_outcome(foundry, job, args.json)
 
 
 def _search(foundry: Foundry, args: argparse.Namespace) -> int:
@@ -339,7 +383,7 @@ WEAK_MATCH = 0.3
 
 COMMANDS: dict[str, Callable[[Foundry, argparse.Namespace], int]] = {
     "serve": _serve, "run": run_server, "validate": _validate, "status": status, "doctor": _doctor, "build": _build,
-    "servers": servers, "search": _search, "library": _library, "envs": _envs, "worker": worker,
+    "servers": servers, "search": _search, "library": _library, "envs": _envs, "worker": worker, "answer": _answer,
 }
 
 if __name__ == "__main__":

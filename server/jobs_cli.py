@@ -35,32 +35,80 @@ async def start_worker_soon(foundry: Foundry) -> None:
     await anyio.to_thread.run_sync(foundry.queue.ensure_worker)
 
 
+EXIT_WAITING = 3
+"""Exit code of `build` and `answer` when they leave the job waiting for an answer."""
+
+
 def run_job(foundry: Foundry, kind: str, params: dict[str, Any], *, timeout_s: float | None = None,
-            quiet: bool = False) -> Job:
-    """Queue one job for the worker and follow it, printing its log and progress to stderr; Ctrl-C cancels it."""
+            quiet: bool = False, stop_at_question: bool = False) -> Job:
+    """Queue one job for the worker and follow it, printing its log and progress to stderr; Ctrl-C cancels it.
+
+    With `stop_at_question`, following ends (and the job is left as it is) when the job
+    waits for an answer to a question.
+    """
+    job = foundry.queue.submit(kind, params, timeout_s=timeout_s)
+    if not quiet:
+        print(f"job {job.id} ({kind}); `mcp-foundry status {job.id}` shows it from another shell", file=sys.stderr)
+        note = foundry.queue.note(job)
+        if note:
+            print(f"  {note}", file=sys.stderr)
+    return follow(foundry, job.id, quiet=quiet, stop_at_question=stop_at_question)
+
+
+def follow(foundry: Foundry, job_id: str, *, quiet: bool = False, stop_at_question: bool = False) -> Job:
+    """Follow a job to its end (or, with `stop_at_question`, to its next question), printing its log to stderr;
+    Ctrl-C cancels it."""
+
+    def asks(job: Job) -> bool:
+        return stop_at_question and waits_for_answer(foundry, job)
 
     async def run() -> Job:
-        job = foundry.queue.submit(kind, params, timeout_s=timeout_s)
-        printer = _LogPrinter(foundry, job.id, quiet)
-        if not quiet:
-            print(f"job {job.id} ({kind}); `mcp-foundry status {job.id}` shows it from another shell",
-                  file=sys.stderr)
-            note = foundry.queue.note(job)
-            if note:
-                print(f"  {note}", file=sys.stderr)
+        printer = _LogPrinter(foundry, job_id, quiet)
         try:
-            job = await foundry.queue.wait(job.id, math.inf, on_change=printer)
+            job = await foundry.queue.wait(job_id, math.inf, on_change=printer, until=asks)
         finally:
-            if not foundry.store.get(job.id).final:
+            now = foundry.store.get(job_id)
+            if not now.final and not asks(now):
                 with anyio.CancelScope(shield=True):  # Ctrl-C: the worker stops the job's sandbox before we leave
                     try:
-                        await foundry.queue.cancel(job.id, wait_s=15)
+                        await foundry.queue.cancel(job_id, wait_s=15)
                     except BuildError as e:
                         print(f"mcp-foundry: {e}", file=sys.stderr)
         await printer(job)
         return job
 
     return anyio.run(run)
+
+
+def waits_for_answer(foundry: Foundry, job: Job) -> bool:
+    """The job waits for an answer to an open question."""
+    return job.state == JobState.waiting and foundry.store.open_question(job.id) is not None
+
+
+def print_question(foundry: Foundry, job: Job, as_json: bool) -> int:
+    """Print a waiting job's question (instructions and answer schema) to stdout, and how to answer it to stderr."""
+    question = foundry.store.open_question(job.id)
+    if question is None:
+        raise BuildError(f"job {job.id} asks no question now (it is {job.state.value}); `mcp-foundry status "
+                         f"{job.id}` shows where it is")
+    turn = f", turn {question.turn}, {question.turns_left} more turn(s) after it" if question.turn is not None else ""
+    if as_json:
+        print(json.dumps({"job_id": job.id, "state": job.state, "question": {
+            "id": question.id, "kind": question.kind, "instructions": question.instructions,
+            "answer_schema": question.answer_schema, "turn": question.turn, "turns_left": question.turns_left,
+            "invalid_answers": question.invalid_answers, "max_invalid": question.max_invalid}}, indent=2))
+    else:
+        print(f"=== question {question.id} of job {job.id}: {question.kind}{turn} ===\n")
+        print(question.instructions)
+        print("\n=== the answer: a JSON object valid against this JSON Schema ===")
+        print(json.dumps(question.answer_schema, indent=1))
+    wait = foundry.settings.client_wait_s
+    print(f"job {job.id} waits for your answer to its {question.kind} question (for {wait:g} s at most; the job "
+          f"stays in the worker meanwhile). Answer it, a JSON object in a file or on stdin:\n"
+          f"  mcp-foundry answer {job.id} {question.id} ANSWER.json\n"
+          f"Follow it with `mcp-foundry status {job.id}`; `mcp-foundry status {job.id} --json` holds the question "
+          "as JSON.", file=sys.stderr)
+    return EXIT_WAITING
 
 
 class _LogPrinter:
@@ -145,9 +193,14 @@ def status(foundry: Foundry, args: argparse.Namespace) -> int:
         return 0
     job = foundry.store.get(args.job_id)
     log = foundry.store.log(job.id, tail=20)
+    question = foundry.store.open_question(job.id) if job.state == JobState.waiting else None
     if args.json:
+        shown = question.model_dump(mode="json", include={"id", "kind", "answer_schema", "turn", "turns_left",
+                                                         "invalid_answers", "max_invalid"}) if question else None
         print(json.dumps({**job.model_dump(mode="json"), "eta_s": job.eta_s(), "log_tail": log,
-                          "note": foundry.queue.note(job)}, indent=2))
+                          "note": foundry.queue.note(job),
+                          "question": {**shown, "instructions": question.instructions} if question else None},
+                         indent=2))
         return 0
     eta = job.eta_s()
     print(f"job {job.id} ({job.kind}): {job.state}, phase {job.phase}, {job.progress * 100:.0f}%"
@@ -159,6 +212,9 @@ def status(foundry: Foundry, args: argparse.Namespace) -> int:
         print(f"error: {job.error}")
     for line in log:
         print(f"  {line}")
+    if question is not None:
+        print()
+        print_question(foundry, job, as_json=False)
     return 0
 
 

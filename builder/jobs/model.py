@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -96,3 +96,39 @@ class JobCount(BaseModel):
     priority: str
     state: JobState
     n: int
+
+
+class Question(BaseModel):
+    """A model request a job put to its client instead of a model: stored while the job waits for the answer.
+
+    `messages` are the very chat messages a model would get, and `answer_schema` the JSON
+    Schema of the reply; the client answers with a JSON object. The job holds no worker
+    slot meanwhile, and reads `waiting`, phase `awaiting_client`.
+    """
+
+    id: str
+    job_id: str
+    kind: str = Field(description="What is asked: requirement, code, fix, or another kind a build step names.")
+    messages: list[dict[str, str]] = Field(description="The chat a model would get: [{role, content}], in order.")
+    answer_schema: dict[str, Any] = Field(description="JSON Schema of the answer (a JSON object).")
+    answer_model: str = Field("", description="'module:Class' of the pydantic model the answer must also satisfy, "
+                              "for models of the builder package; empty: the schema alone.")
+    turn: int | None = Field(None, description="The build turn that asks (null outside the Code -> Reason -> Act "
+                             "loop).")
+    turns_left: int | None = Field(None, description="Turns that may follow this one if its draft fails.")
+    asked_at: float
+    state: Literal["open", "answered", "given_up"] = "open"
+    """open: waiting for an answer; answered: a valid answer is stored; given_up: too many invalid answers."""
+    answer: dict[str, Any] | None = None
+    answered_at: float | None = None
+    invalid_answers: int = 0
+    """Answers refused so far (each counts like a model's malformed reply)."""
+    max_invalid: int = Field(3, ge=1, description="At this many invalid answers the question is given up and the "
+                             "job fails, as it would for a model that kept answering wrongly.")
+    problems: str | None = None
+    """Why the last invalid answer was refused, one line per problem."""
+
+    @property
+    def instructions(self) -> str:
+        """The messages as one text, each under a header naming its role."""
+        return "\n\n".join(f"=== {m.get('role', 'user')} ===\n{m.get('content', '')}" for m in self.messages)

@@ -62,6 +62,16 @@ MIGRATIONS: list[Migration] = [
         *[f"CREATE TRIGGER {t}_changed AFTER INSERT OR UPDATE OR DELETE ON {t} "
           "FOR EACH STATEMENT EXECUTE FUNCTION notify_change()" for t in ("jobs", "job_logs", "workers")],
     ]),
+    Migration(2, "questions a waiting job puts to its client", [
+        """CREATE TABLE questions (
+            id text PRIMARY KEY, job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, seq integer NOT NULL,
+            kind text NOT NULL, messages jsonb NOT NULL, answer_schema jsonb NOT NULL, answer_model text NOT NULL,
+            turn integer, turns_left integer, asked_at double precision NOT NULL, state text NOT NULL,
+            answer jsonb, answered_at double precision, invalid_answers integer NOT NULL DEFAULT 0,
+            max_invalid integer NOT NULL, problems text, UNIQUE (job_id, seq))""",
+        "CREATE TRIGGER questions_changed AFTER INSERT OR UPDATE OR DELETE ON questions "
+        "FOR EACH STATEMENT EXECUTE FUNCTION notify_change()",
+    ]),
 ]
 
 

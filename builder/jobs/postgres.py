@@ -29,7 +29,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from builder.errors import InputError
 from builder.jobs import pg_schema, procs
-from builder.jobs.model import IN_HAND_STATES, INTERRUPTED, PRIORITIES, Job, JobCount, JobState, WorkerInfo
+from builder.jobs.model import (
+    IN_HAND_STATES,
+    INTERRUPTED,
+    PRIORITIES,
+    Job,
+    JobCount,
+    JobState,
+    Question,
+    WorkerInfo,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -342,6 +351,72 @@ class PostgresJobStore:
         """Held jobs of this worker with a cancel request."""
         return [r["id"] for r in self._read(f"SELECT id FROM jobs WHERE worker = %s AND state IN {_HELD} "
                                             "AND cancel_requested ORDER BY seq", (worker_id,))]
+
+    # -- questions -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _question_of(r: Mapping[str, Any]) -> Question:
+        return Question(id=r["id"], job_id=r["job_id"], kind=r["kind"], messages=r["messages"],
+                        answer_schema=r["answer_schema"], answer_model=r["answer_model"], turn=r["turn"],
+                        turns_left=r["turns_left"], asked_at=r["asked_at"], state=r["state"], answer=r["answer"],
+                        answered_at=r["answered_at"], invalid_answers=r["invalid_answers"],
+                        max_invalid=r["max_invalid"], problems=r["problems"])
+
+    def ask(self, question: Question, worker_id: str) -> bool:
+        """Store an open question of a job this worker holds."""
+        from psycopg.types.json import Jsonb
+
+        q = question
+        with self._tx() as db:
+            held = db.execute(f"UPDATE jobs SET rev = rev + 1 WHERE id = %s AND worker = %s AND state IN {_HELD}",
+                              (q.job_id, worker_id)).rowcount == 1
+            if not held:
+                return False
+            db.execute("INSERT INTO questions (id, job_id, seq, kind, messages, answer_schema, answer_model, turn, "
+                       "turns_left, asked_at, state, max_invalid) SELECT %s, %s, COALESCE(MAX(seq), 0) + 1, %s, %s, "
+                       "%s, %s, %s, %s, %s, 'open', %s FROM questions WHERE job_id = %s",
+                       (q.id, q.job_id, q.kind, Jsonb(q.messages), Jsonb(q.answer_schema), q.answer_model, q.turn,
+                        q.turns_left, q.asked_at, q.max_invalid, q.job_id))
+        return True
+
+    def question(self, question_id: str) -> Question:
+        """One question; InputError naming `question_id` when it does not exist."""
+        rows = self._read("SELECT * FROM questions WHERE id = %s", (question_id,))
+        if not rows:
+            raise InputError("question_id", f"no question with id {question_id!r}",
+                             "the id of the question that build_status shows for a waiting job")
+        return self._question_of(rows[0])
+
+    def open_question(self, job_id: str) -> Question | None:
+        """The job's newest question while it is open."""
+        rows = self._read("SELECT * FROM questions WHERE job_id = %s ORDER BY seq DESC LIMIT 1", (job_id,))
+        return self._question_of(rows[0]) if rows and rows[0]["state"] == "open" else None
+
+    def answer_question(self, question_id: str, answer: Mapping[str, Any]) -> bool:
+        """Store the answer of an open question whose job waits, and let readers see the change."""
+        from psycopg.types.json import Jsonb
+
+        with self._tx() as db:
+            row = db.execute(
+                f"UPDATE questions q SET state = 'answered', answer = %s, answered_at = {_NOW} WHERE q.id = %s "
+                "AND q.state = 'open' AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = q.job_id AND j.state = 'waiting') "
+                "RETURNING q.job_id", (Jsonb(dict(answer)), question_id)).fetchone()
+            if row is None:
+                return False
+            db.execute("UPDATE jobs SET rev = rev + 1 WHERE id = %s", (row["job_id"],))
+        return True
+
+    def refuse_answer(self, question_id: str, problems: str) -> Question | None:
+        """Count an invalid answer; the question is given up at its max_invalid-th."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE questions q SET invalid_answers = invalid_answers + 1, problems = %s, state = CASE WHEN "
+                "invalid_answers + 1 >= max_invalid THEN 'given_up' ELSE 'open' END WHERE q.id = %s AND "
+                "q.state = 'open' AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = q.job_id AND j.state = 'waiting') "
+                "RETURNING *", (problems, question_id)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET rev = rev + 1 WHERE id = %s", (row["job_id"],))
+        return self._question_of(row)
 
 
 class AdvisoryLock:

@@ -75,8 +75,10 @@ class JobQueue:
                 "a worker; start one with `mcp-foundry worker`, here or on a machine that shares the job store")
 
     async def wait(self, job_id: str, timeout_s: float,
-                   on_change: Callable[[Job], Awaitable[None]] | None = None, *, beat_s: float | None = None) -> Job:
-        """Wait until the job is final or `timeout_s` passes, calling `on_change` when it changes.
+                   on_change: Callable[[Job], Awaitable[None]] | None = None, *, beat_s: float | None = None,
+                   until: Callable[[Job], bool] | None = None) -> Job:
+        """Wait until the job is final (or `until(job)` holds) or `timeout_s` passes, calling `on_change` when it
+        changes.
 
         With `beat_s`, `on_change` is also called at least that often while nothing changes.
         """
@@ -84,7 +86,7 @@ class JobQueue:
         now = anyio.current_time()
         deadline = now + timeout_s if math.isfinite(timeout_s) else math.inf
         seen, read_at, called_at, rev = self.store.changes(), now, now, job.rev
-        while not job.final and now < deadline:
+        while not job.final and not (until and until(job)) and now < deadline:
             await anyio.sleep(min(self.poll_s, max(0.0, deadline - now)))
             now = anyio.current_time()
             changes = self.store.changes()

@@ -10,6 +10,7 @@ jobs to run in the same process.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -32,10 +33,26 @@ class JobContext:
         self.job_id = job.id
         self.kind = job.kind
         self.params = job.params
+        self.store = runner.store
+        """The job store (a handler may put questions to its client through it)."""
+        self.worker_id = runner.worker.id
+        """The worker that holds this job: every write about the job names it."""
         self._runner = runner
-        self._worker = runner.worker.id
+        self._worker = self.worker_id
         self.holds_slot = True
         """False while the job waits inside `released()` (and after it left it by an error)."""
+        self.phase = "starting"
+        """The phase last reported."""
+        self._timeout: anyio.CancelScope | None = None
+        self._waited = 0.0
+        self._released_at: float | None = None
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds spent inside `released()` so far: time that counts against neither the job's timeout nor a
+        handler's own time budget."""
+        ongoing = anyio.current_time() - self._released_at if self._released_at is not None else 0.0
+        return self._waited + ongoing
 
     def log(self, line: str) -> None:
         """Append a line to the job's log (stored before anyone can read it)."""
@@ -45,26 +62,44 @@ class JobContext:
     def progress(self, fraction: float, phase: str, message: str = "") -> None:
         """Report progress 0..1 in a named phase."""
         fraction = min(1.0, max(0.0, fraction))
+        self.phase = phase
         self._runner.store.update(self.job_id, self._worker, progress=fraction, phase=phase, message=message[:500])
 
     @asynccontextmanager
-    async def released(self, message: str = "waiting") -> AsyncIterator[None]:
+    async def released(self, message: str = "waiting", phase: str | None = None) -> AsyncIterator[None]:
         """Wait without holding a worker slot: the job reads `waiting` inside, and takes a slot again after.
 
         For a job that waits on something outside (a client's answer): other jobs use its
-        slot meanwhile. Leaving by an error or a cancel does not wait for a slot again;
-        the job is ending then. A cancel request reaches the job while it waits.
+        slot meanwhile, and the time inside, and then waiting for a slot again, stops the
+        job's timeout clock (`waited_s`).
+        Leaving by an error or a cancel does not wait for a slot again; the job is ending
+        then. A cancel request reaches the job while it waits. `phase` (if given) is the
+        job's phase inside; the phase before is restored after.
         """
         if not self.holds_slot:
             raise RuntimeError("released() does not nest: this job holds no slot now")
         self.holds_slot = False
         self._runner._slots.give()
-        self._runner.store.update(self.job_id, self._worker, state=JobState.waiting, message=message[:500])
+        before = self.phase
+        self._runner.store.update(self.job_id, self._worker, state=JobState.waiting, message=message[:500],
+                                  phase=phase)
         self._runner.wake()
-        yield
-        await self._runner._slots.take_again()
+        self._released_at = now = anyio.current_time()
+        left = self._timeout.deadline - now if self._timeout is not None else None
+        if self._timeout is not None:
+            self._timeout.deadline = math.inf
+        try:
+            yield
+            if self._runner._slots.free == 0:
+                self._runner.store.update(self.job_id, self._worker, message="waiting for a free worker slot to go on")
+            await self._runner._slots.take_again()  # a wait for a slot is no work of the job's either
+        finally:
+            self._waited += anyio.current_time() - now
+            self._released_at = None
+            if self._timeout is not None and left is not None:
+                self._timeout.deadline = anyio.current_time() + left
         self.holds_slot = True
-        self._runner.store.update(self.job_id, self._worker, state=JobState.running, message="")
+        self._runner.store.update(self.job_id, self._worker, state=JobState.running, message="", phase=before)
 
 
 Handler = Callable[[JobContext], Awaitable[BaseModel | Mapping[str, Any]]]
@@ -217,15 +252,16 @@ class JobRunner:
         log.info("[%s %s] started", job.kind, job.id)
         try:
             with scope:
-                with anyio.fail_after(job.timeout_s):
+                with anyio.fail_after(job.timeout_s) as ctx._timeout:
                     out = await self.handlers[job.kind](ctx)
                 result = out.model_dump(mode="json") if isinstance(out, BaseModel) else dict(out)
                 self.store.finish(job.id, _result_state(result), result=result, worker_id=worker,
                                   error=result.get("error") if isinstance(result.get("error"), str) else None)
         except TimeoutError:
-            ctx.log(f"timed out after {job.timeout_s:g} s")
+            waited = f" (and {ctx.waited_s:.1f} s waiting for answers, which do not count)" if ctx.waited_s else ""
+            ctx.log(f"timed out after {job.timeout_s:g} s of work{waited}")
             self.store.finish(job.id, JobState.failed, worker_id=worker, error=f"timed out after {job.timeout_s:g} s "
-                              "(the job's timeout_s); raise it or simplify the request")
+                              f"of work{waited} (the job's timeout_s); raise it or simplify the request")
         except Exception as e:  # a handler's failure ends its job, never the worker
             ctx.log(f"failed: {type(e).__name__}: {e}")
             self.store.finish(job.id, JobState.failed, worker_id=worker, error=f"{type(e).__name__}: {e}")

@@ -21,10 +21,20 @@ from typing import Any
 
 from builder.errors import InputError
 from builder.jobs import procs
-from builder.jobs.model import IN_HAND_STATES, INTERRUPTED, PRIORITIES, Job, JobCount, JobState, WorkerInfo
+from builder.jobs.model import (
+    IN_HAND_STATES,
+    INTERRUPTED,
+    PRIORITIES,
+    Job,
+    JobCount,
+    JobState,
+    Question,
+    WorkerInfo,
+)
 
-SCHEMA_VERSION = 2
-"""1: the single-process store (jobs owned by a pid); 2: workers with leases, priorities, cancel requests."""
+SCHEMA_VERSION = 3
+"""1: the single-process store (jobs owned by a pid); 2: workers with leases, priorities, cancel requests;
+3: questions a job puts to its client."""
 
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -39,10 +49,16 @@ _TABLES = [
         id TEXT PRIMARY KEY, host TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER NOT NULL,
         proc_start TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, lease_s REAL NOT NULL,
         max_jobs INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS questions (
+        id TEXT PRIMARY KEY, job_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, messages TEXT NOT NULL,
+        answer_schema TEXT NOT NULL, answer_model TEXT NOT NULL, turn INTEGER, turns_left INTEGER,
+        asked_at REAL NOT NULL, state TEXT NOT NULL, answer TEXT, answered_at REAL,
+        invalid_answers INTEGER NOT NULL DEFAULT 0, max_invalid INTEGER NOT NULL, problems TEXT)""",
 ]
 _INDEXES = [
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, seq)",
     "CREATE INDEX IF NOT EXISTS jobs_worker ON jobs(worker, state)",
+    "CREATE INDEX IF NOT EXISTS questions_job ON questions(job_id, seq)",
 ]
 # Columns added to a version-1 jobs table (which keeps its unused `owner` column).
 _V2_COLUMNS = ["priority INTEGER NOT NULL DEFAULT 0", "worker TEXT", "cancel_requested INTEGER NOT NULL DEFAULT 0",
@@ -336,3 +352,68 @@ class SqliteJobStore:
         """Held jobs of this worker with a cancel request."""
         return [r["id"] for r in self._read(f"SELECT id FROM jobs WHERE worker = ? AND state IN {_HELD} "
                                             "AND cancel_requested = 1", (worker_id,))]
+
+    # -- questions -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _question_of(r: sqlite3.Row) -> Question:
+        return Question(id=r["id"], job_id=r["job_id"], kind=r["kind"], messages=json.loads(r["messages"]),
+                        answer_schema=json.loads(r["answer_schema"]), answer_model=r["answer_model"], turn=r["turn"],
+                        turns_left=r["turns_left"], asked_at=r["asked_at"], state=r["state"],
+                        answer=json.loads(r["answer"]) if r["answer"] is not None else None,
+                        answered_at=r["answered_at"], invalid_answers=r["invalid_answers"],
+                        max_invalid=r["max_invalid"], problems=r["problems"])
+
+    def ask(self, question: Question, worker_id: str) -> bool:
+        """Store an open question of a job this worker holds."""
+        q = question
+        with self._tx() as db:
+            if db.execute(f"UPDATE jobs SET rev = rev + 1 WHERE id = ? AND worker = ? AND state IN {_HELD}",
+                          (q.job_id, worker_id)).rowcount != 1:
+                return False
+            db.execute("INSERT INTO questions (id, job_id, seq, kind, messages, answer_schema, answer_model, turn, "
+                       "turns_left, asked_at, state, max_invalid) SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, "
+                       "?, ?, ?, 'open', ? FROM questions WHERE job_id = ?",
+                       (q.id, q.job_id, q.kind, json.dumps(q.messages), json.dumps(q.answer_schema), q.answer_model,
+                        q.turn, q.turns_left, q.asked_at, q.max_invalid, q.job_id))
+        return True
+
+    def question(self, question_id: str) -> Question:
+        """One question; InputError naming `question_id` when it does not exist."""
+        rows = self._read("SELECT * FROM questions WHERE id = ?", (question_id,))
+        if not rows:
+            raise InputError("question_id", f"no question with id {question_id!r}",
+                             "the id of the question that build_status shows for a waiting job")
+        return self._question_of(rows[0])
+
+    def open_question(self, job_id: str) -> Question | None:
+        """The job's newest question while it is open."""
+        rows = self._read("SELECT * FROM questions WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,))
+        return self._question_of(rows[0]) if rows and rows[0]["state"] == "open" else None
+
+    def answer_question(self, question_id: str, answer: Mapping[str, Any]) -> bool:
+        """Store the answer of an open question whose job waits, and let readers see the change."""
+        now = time.time()
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE questions SET state = 'answered', answer = ?, answered_at = ? WHERE id = ? AND state = 'open' "
+                "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = questions.job_id AND jobs.state = 'waiting')",
+                (json.dumps(dict(answer)), now, question_id)).rowcount == 1
+            if changed:
+                db.execute("UPDATE jobs SET rev = rev + 1 WHERE id = (SELECT job_id FROM questions WHERE id = ?)",
+                           (question_id,))
+        return changed
+
+    def refuse_answer(self, question_id: str, problems: str) -> Question | None:
+        """Count an invalid answer; the question is given up at its max_invalid-th."""
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE questions SET invalid_answers = invalid_answers + 1, problems = ?, state = CASE WHEN "
+                "invalid_answers + 1 >= max_invalid THEN 'given_up' ELSE 'open' END WHERE id = ? AND state = 'open' "
+                "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = questions.job_id AND jobs.state = 'waiting')",
+                (problems, question_id)).rowcount == 1
+            if not changed:
+                return None
+            db.execute("UPDATE jobs SET rev = rev + 1 WHERE id = (SELECT job_id FROM questions WHERE id = ?)",
+                       (question_id,))
+            row = db.execute("SELECT * FROM questions WHERE id = ?", (question_id,)).fetchone()
+        return self._question_of(row)

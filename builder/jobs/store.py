@@ -15,6 +15,10 @@ Rules every backend keeps:
 - A job held (running or waiting) by a dead worker reads `interrupted`. Dead means: on
   this machine, its pid and start time are gone (seen at once); elsewhere, its lease
   (`heartbeat_at + lease_s`) has expired.
+- A job may put questions to its client (a Question: JSON columns only). A question is
+  answered at most once, and only while it is open and its job reads `waiting`: the
+  check and the write are one transaction, so two answers racing leave exactly one.
+  Every write about a question bumps its job's `rev`, so `changes()` moves.
 - Calls are short and synchronous (like DB-API); an async caller may run them inline
   (SQLite) or in a thread (a networked database).
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from builder.jobs.model import Job, JobCount, JobState, WorkerInfo
+from builder.jobs.model import Job, JobCount, JobState, Question, WorkerInfo
 
 
 @runtime_checkable
@@ -106,6 +110,30 @@ class JobStore(Protocol):
 
     def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of the jobs this worker holds that a front end asked to stop."""
+        ...
+
+    # -- questions: a job that waits for its client's answer --------------------------------------------------------
+    def ask(self, question: Question, worker_id: str) -> bool:
+        """Store a new open question of a job this worker holds; False (nothing stored) when it does not hold it."""
+        ...
+
+    def question(self, question_id: str) -> Question:
+        """One question, in any state (InputError naming `question_id` if unknown)."""
+        ...
+
+    def open_question(self, job_id: str) -> Question | None:
+        """The job's newest question while it is open, else None."""
+        ...
+
+    def answer_question(self, question_id: str, answer: Mapping[str, Any]) -> bool:
+        """Store the answer to an open question whose job is `waiting`; False (nothing changed) otherwise."""
+        ...
+
+    def refuse_answer(self, question_id: str, problems: str) -> Question | None:
+        """Count an invalid answer to an open question (its `problems` kept); at `max_invalid` it becomes given_up.
+
+        Returns the question as it now is; None (nothing changed) when it was not open or its job not `waiting`.
+        """
         ...
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""LLM providers behind one small protocol (see base.LLMProvider)."""
+"""LLM providers behind one small protocol (see base.LLMProvider).
+
+`client.ClientProvider` is the calling agent as the model (questions in the job store,
+answered through `answers`); `openai_compat`, `replay` and `sampling` are the others.
+"""
 
 from builder.llm.base import ChatMessage, Completion, LLMProvider, Usage
 from builder.llm.config import HOW_TO_CONFIGURE, LLMConfig, make_provider, require_provider

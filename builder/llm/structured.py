@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,6 +16,33 @@ from builder.llm.base import ChatMessage, LLMProvider, Usage
 from builder.llm.extract import extract_json_text
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the complete_json call in progress wants: a provider that cannot be told by the schema alone reads it."""
+
+    model: type[BaseModel]
+    """The pydantic model the reply must validate against."""
+    attempts_left: int
+    """Replies this call still accepts, this one included, before it fails (1 on the last attempt)."""
+
+
+_wanted: ContextVar[Wanted | None] = ContextVar("mcp_foundry_llm_wanted", default=None)
+
+
+def wanted() -> Wanted | None:
+    """The model and attempts of the complete_json call in progress in this task, if any."""
+    return _wanted.get()
+
+
+@contextmanager
+def _wanting(value: Wanted) -> Iterator[None]:
+    token = _wanted.set(value)
+    try:
+        yield
+    finally:
+        _wanted.reset(token)
 
 
 async def complete_json(
@@ -30,14 +61,15 @@ async def complete_json(
     schema = model_cls.model_json_schema()
     convo = list(messages)
     last_error = ""
-    for _attempt in range(max_attempts):
-        completion = await provider.complete(
-            convo,
-            json_schema=schema,
-            schema_name=model_cls.__name__,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
+    for attempt in range(max_attempts):
+        with _wanting(Wanted(model=model_cls, attempts_left=max_attempts - attempt)):
+            completion = await provider.complete(
+                convo,
+                json_schema=schema,
+                schema_name=model_cls.__name__,
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
         usage.add(completion)
         raw = extract_json_text(completion.text)
         try:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from builder import deploy
+from builder.jobs import JobState
 from builder.service import Foundry
 from server.errors import tool_errors
 from server.gateway import Gateway
 from server.gateway.mounts import details
-from server.models import JobTicket
+from server.models import JobStatus, JobTicket
+from server.tools.relay import SamplingRelay
+
+LOG_TAIL = 20
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                             description="A deployed server's name (see list_servers).")]
@@ -54,8 +58,9 @@ class RolledBack(ServerDetails):
     state: str
 
 
-def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -> None:
-    """Add the build and deployed-server tools to `app`."""
+def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None,
+             relay: SamplingRelay | None = None) -> None:
+    """Add the build and deployed-server tools to `app` (`relay`: lends a session's model to its builds)."""
     servers_dir = foundry.settings.servers_dir
 
     def with_details(manifest: deploy.Manifest) -> dict[str, Any]:
@@ -65,6 +70,7 @@ def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     @tool_errors
     async def request_build(
+        ctx: Context,
         description: Annotated[str, Field(min_length=4, max_length=8000, description="The capability the server "
                                           "should provide, in plain words, in any language (at least 8 "
                                           "characters, or 4 in Chinese, Japanese or Korean).")],
@@ -84,7 +90,13 @@ def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -
         needs_network: Annotated[bool, Field(description="The server needs network access at run time.")] = False,
         priority: Annotated[Literal["low", "normal", "high"], Field(description="Queue rank: high jobs start before "
                                                                     "normal ones, normal before low.")] = "normal",
-        timeout_s: Annotated[float | None, Field(ge=60, le=86400, description="Build timeout in seconds (60..86400).")] = None,
+        timeout_s: Annotated[float | None, Field(ge=60, le=86400, description="Build timeout in seconds (60..86400); "
+                                                 "time spent waiting for your answers does not count.")] = None,
+        coder: Annotated[Literal["auto", "server", "client"], Field(description="Who writes the requirement and the "
+                                                                    "code: auto (the model configured on the foundry, "
+                                                                    "else you), server (the configured model only) "
+                                                                    "or client (always you, through answer_build).")]
+        = "auto",
         fresh: Annotated[bool, Field(description="Build anew even when a stored server covers the request "
                                      "(never reuse).")] = False,
     ) -> JobTicket:
@@ -95,16 +107,54 @@ def register(app: MCPServer, foundry: Foundry, gateway: Gateway | None = None) -
         which stored server was reused and why each candidate was or was not. Follow it with
         build_status and build_result; report_false_reuse flags a reuse that does not do what
         was asked.
+
+        Without a model configured on the foundry, you are the model: the build stops at
+        each model request with a question (state waiting; build_status and build_result
+        show it: the complete instructions and the JSON Schema of the answer). Answer it with
+        answer_build: first the requirement, then the server's files (kind code); the build
+        then checks and runs your draft in the sandbox exactly as a model's, and a failing
+        draft comes back as a `fix` question naming what failed. A passing one is deployed
+        and its tools are served here at once as <server>__<tool>.
         """
+        from builder.llm.sampling import supports_sampling
         from builder.params import build_params
 
         params = build_params(description=description, name=name, tools=tools, dependencies=dependencies,
                               constraints=constraints, examples=examples, needs_network=needs_network,
-                              priority=priority, timeout_s=timeout_s, fresh=fresh)
+                              priority=priority, timeout_s=timeout_s, fresh=fresh, coder=coder)
         job = foundry.queue.submit("build", params, timeout_s=timeout_s)
+        if relay is not None and coder == "auto" and supports_sampling(ctx):
+            # No await since submit: the job cannot have asked anything yet.
+            relay.watch(job.id, ctx.session)
         return JobTicket(job_id=job.id, kind=job.kind, state=job.state,
                          next=f"build_status(job_id='{job.id}'); build_result(job_id='{job.id}', wait_s=45), again "
-                              "until final")
+                              "until final, answering with answer_build any question it shows")
+
+    @app.tool(title="Answer a build's question",
+              annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False,
+                                          openWorldHint=False))
+    @tool_errors
+    async def answer_build(
+        job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                                     description="The waiting build's job id.")],
+        question_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                                          description="The id of the question build_status shows.")],
+        answer: Annotated[dict[str, Any] | str, Field(description="Your answer: the JSON object the question's "
+                                                      "answer_schema describes (e.g. {\"files\": {...}} for code), "
+                                                      "as an object or as JSON text.")],
+    ) -> JobStatus:
+        """Answer the question a waiting build asks you in place of a model (build_status shows it as `question`).
+
+        Write the answer as that model would: follow `instructions`, and give the JSON object
+        `answer_schema` describes. It is checked against the schema and the build's own rules:
+        an invalid answer is refused with one line per problem and the question stays open;
+        after as many invalid answers as a model gets attempts (`max_invalid`) the build fails.
+        A valid answer lets the build go on; this returns its new status. Follow it with
+        build_result: the next question (a fix, when the draft failed its checks) or the result.
+        """
+        job = await foundry.answer(job_id, question_id, answer)
+        return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL),
+                            question=foundry.store.open_question(job_id) if job.state == JobState.waiting else None)
 
     @app.tool(title="Deploy a server you wrote",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))

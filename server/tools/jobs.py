@@ -12,10 +12,12 @@ from pydantic import Field
 
 from builder.errors import InputError
 from builder.jobs import Job, JobState
+from builder.jobs.model import Question
 from builder.params import validation_params
 from builder.service import Foundry
 from server.errors import tool_errors
-from server.models import JobList, JobResult, JobStatus, JobSummary, JobTicket
+from server.models import JobList, JobResult, JobStatus, JobSummary, JobTicket, QuestionView
+from server.tools.relay import SamplingRelay
 
 JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                              description="A job id returned by validate_server or request_build.")]
@@ -33,9 +35,18 @@ HOLD_MARGIN_S = 1.0
 """build_result answers this long before wait_s is up, so that the answer arrives within wait_s."""
 
 
-def register(app: MCPServer, foundry: Foundry) -> None:
-    """Add the job tools and the job log resource to `app`."""
+def register(app: MCPServer, foundry: Foundry, relay: SamplingRelay | None = None) -> None:
+    """Add the job tools and the job log resource to `app` (`relay`: the builds whose questions this front end
+    answers itself, through its client's model)."""
     queue = foundry.queue
+
+    def question_of(job: Job) -> Question | None:
+        return foundry.store.open_question(job.id) if job.state == JobState.waiting else None
+
+    def asks_caller(job: Job) -> bool:
+        """The job waits for an answer that its caller, not this front end's relay, is to give."""
+        return job.state == JobState.waiting and not (relay and relay.handles(job.id)) \
+            and question_of(job) is not None
 
     @app.tool(title="Validate an MCP server",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
@@ -63,9 +74,16 @@ def register(app: MCPServer, foundry: Foundry) -> None:
               annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     @tool_errors
     async def build_status(job_id: JobId) -> JobStatus:
-        """A job's phase, progress 0..1, recent log lines, timestamps, estimated time left and its worker."""
+        """A job's phase, progress 0..1, recent log lines, timestamps, estimated time left and its worker.
+
+        While a build waits for you (state waiting, phase awaiting_client), `question` holds
+        what it asks in place of a model: `instructions` (the complete prompt), `answer_schema`
+        (the JSON Schema of the answer), `kind` (requirement, code or fix), `turn`, `turns_left`.
+        Do what the instructions say and answer with answer_build.
+        """
         job = queue.get(job_id)
-        return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL), note=queue.note(job))
+        return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL), note=queue.note(job),
+                            question=question_of(job))
 
     @app.tool(title="Job result",
               annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
@@ -77,23 +95,35 @@ def register(app: MCPServer, foundry: Foundry) -> None:
                                        f"{MAX_WAIT_S}) for the job to finish, with a progress notification at least "
                                        f"every {PROGRESS_EVERY_S:g} s; call again to wait longer.")] = 0,
     ) -> JobResult:
-        """The report of a finished job (validation or build), or its current state when not finished."""
+        """The report of a finished job (validation or build), or its current state when not finished.
+
+        Waiting ends early when the build stops to ask you a question: it is in `question`;
+        answer it with answer_build.
+        """
         entered = anyio.current_time()
         job = queue.get(job_id)
-        if wait_s and not job.final:
+        if wait_s and not job.final and not asks_caller(job):
             budget = wait_s - HOLD_MARGIN_S - (anyio.current_time() - entered)
-            job = await queue.wait(job_id, max(0.0, budget), on_change=_Progress(ctx, foundry), beat_s=1.0)
+            job = await queue.wait(job_id, max(0.0, budget), on_change=_Progress(ctx, foundry), beat_s=1.0,
+                                   until=asks_caller)
+        question = question_of(job) if asks_caller(job) else None
+        if job.final:
+            hint = None
+        elif question is not None:
+            hint = (f"answer_build(job_id='{job.id}', question_id='{question.id}', answer=...) with the answer to "
+                    "`question`; then build_result again")
+        else:
+            hint = f"build_result(job_id='{job.id}', wait_s={SUGGESTED_WAIT_S}) to wait on"
         return JobResult(job_id=job.id, kind=job.kind, state=job.state, final=job.final, error=job.error,
-                         result=job.result, next=None if job.final else f"build_result(job_id='{job.id}', "
-                         f"wait_s={SUGGESTED_WAIT_S}) to wait on")
+                         result=job.result, next=hint, question=QuestionView.of(question) if question else None)
 
     @app.tool(title="Cancel a job",
               annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True,
                                           openWorldHint=False))
     @tool_errors
     async def cancel_build(job_id: JobId) -> JobStatus:
-        """Cancel a queued, running or waiting job; returns once its sandboxed processes are stopped and nothing is
-        deployed."""
+        """Cancel a queued, running or waiting job (one waiting for your answer too); returns once its sandboxed
+        processes are stopped and nothing is deployed."""
         job = await queue.cancel(job_id, wait_s=CANCEL_WAIT_S)
         return JobStatus.of(job, foundry.store.log(job_id, tail=LOG_TAIL))
 

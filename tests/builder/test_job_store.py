@@ -14,6 +14,7 @@ import pytest
 
 from builder.errors import InputError
 from builder.jobs import JobState, SqliteJobStore
+from builder.jobs.model import Question
 from builder.jobs.sqlite import SCHEMA_VERSION
 
 
@@ -224,3 +225,67 @@ def test_a_store_of_the_single_process_version_is_upgraded_in_place(tmp_path):
     worker = store.register_worker(max_jobs=1, lease_s=30)
     assert store.claim_next(worker.id, ["validate"]).id == "late"  # its priority came out of its params
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def _question(job_id: str, qid: str = "q1", max_invalid: int = 2) -> Question:
+    return Question(id=qid, job_id=job_id, kind="code", messages=[{"role": "user", "content": "write it"}],
+                    answer_schema={"type": "object"}, answer_model="builder.draft:ServerDraft", turn=1, turns_left=2,
+                    asked_at=time.time(), max_invalid=max_invalid)
+
+
+def test_a_question_is_asked_for_a_held_job_answered_once_and_survives_reopening(open_store):
+    store = open_store()
+    worker = store.register_worker(max_jobs=1, lease_s=30)
+    job = store.create("build", {}, timeout_s=60)
+    assert not store.ask(_question(job.id), worker.id)  # queued: no worker holds it
+    store.claim_next(worker.id, ["build"])
+    assert not store.ask(_question(job.id), "another-worker")
+    before = store.get(job.id).rev
+    assert store.ask(_question(job.id), worker.id)
+    assert store.get(job.id).rev > before  # readers polling changes() see the question
+    assert store.open_question(job.id).id == "q1"
+    assert not store.answer_question("q1", {"files": {}})  # the job still runs: it does not wait yet
+    store.update(job.id, worker.id, state=JobState.waiting, phase="awaiting_client")
+    assert store.answer_question("q1", {"files": {"a": "b"}})
+    assert not store.answer_question("q1", {"files": {"c": "d"}})  # answered once: a second answer changes nothing
+    again = open_store()  # another connection: what it reads was committed
+    q = again.question("q1")
+    assert q.state == "answered" and q.answer == {"files": {"a": "b"}} and q.answered_at
+    assert q.instructions == "=== user ===\nwrite it" and q.turn == 1 and q.turns_left == 2
+    assert again.open_question(job.id) is None
+    with pytest.raises(InputError) as e:
+        again.question("nope")
+    assert e.value.field == "question_id"
+
+
+def test_invalid_answers_are_counted_until_the_question_is_given_up(store):
+    worker = store.register_worker(max_jobs=1, lease_s=30)
+    job = store.create("build", {}, timeout_s=60)
+    store.claim_next(worker.id, ["build"])
+    store.ask(_question(job.id, max_invalid=2), worker.id)
+    assert store.refuse_answer("q1", "files: required") is None  # not waiting: nothing counted
+    store.update(job.id, worker.id, state=JobState.waiting)
+    first = store.refuse_answer("q1", "files: required")
+    assert (first.state, first.invalid_answers, first.problems) == ("open", 1, "files: required")
+    second = store.refuse_answer("q1", "files.server.py: required")
+    assert (second.state, second.invalid_answers) == ("given_up", 2)
+    assert store.refuse_answer("q1", "x") is None and not store.answer_question("q1", {})
+    assert store.open_question(job.id) is None
+    # A newer question of the same job is the open one.
+    store.ask(_question(job.id, "q2"), worker.id)
+    assert store.open_question(job.id).id == "q2"
+
+
+def test_a_store_of_version_2_gets_the_questions_table(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    SqliteJobStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE questions")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    store = SqliteJobStore(path)
+    worker = store.register_worker(max_jobs=1, lease_s=30)
+    job = store.create("build", {}, timeout_s=60)
+    store.claim_next(worker.id, ["build"])
+    assert store.ask(_question(job.id), worker.id) and store.open_question(job.id).id == "q1"

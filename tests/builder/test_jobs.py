@@ -2,6 +2,8 @@
 
 Every test runs on each backend (the `store` fixture: SQLite and PostgreSQL)."""
 
+import re
+
 import anyio
 import pytest
 
@@ -243,3 +245,31 @@ def test_shutting_the_runner_down_interrupts_its_jobs_and_unregisters_it(store):
     job = anyio.run(main)
     assert job.state == "interrupted" and "shut down" in job.error
     assert store.workers() == []
+
+
+def test_time_spent_waiting_released_does_not_count_against_the_jobs_timeout(store):
+    """A job's timeout measures its work: the time it waits for an answer outside (released) stops the clock."""
+    waited = {}
+
+    async def patient(ctx: JobContext):
+        await anyio.sleep(0.3)
+        async with ctx.released("waiting for an answer", phase="awaiting_client"):
+            assert store.get(ctx.job_id).phase == "awaiting_client"
+            await anyio.sleep(1.0)
+        await anyio.sleep(0.3)
+        waited[ctx.params["n"]] = ctx.waited_s
+        return {}
+
+    async def busy(ctx: JobContext):
+        ctx.progress(0.1, "working")
+        async with ctx.released("waiting"):
+            await anyio.sleep(0.5)
+        assert store.get(ctx.job_id).phase == "working"  # the phase before the wait is back
+        await anyio.sleep(1.0)  # more work than its timeout allows
+        return {}
+
+    jobs = anyio.run(_run_jobs, store, {"p": patient, "b": busy}, [("p", {"n": 1}, 0.9), ("b", {}, 0.8)])
+    assert jobs[0].state == "succeeded", jobs[0].error  # 0.6 s of work, 1.6 s in all, with a 0.9 s timeout
+    assert 0.9 < waited[1] < 2.5  # its answer, then its slot back once the other job ended
+    assert jobs[1].state == "failed" and re.search(r"timed out after 0.8 s of work \(and 0\.[5-9] s waiting",
+                                                   jobs[1].error), jobs[1].error

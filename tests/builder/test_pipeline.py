@@ -156,6 +156,7 @@ async def test_second_turn_fixes_a_wrong_result_then_repeat_is_reused_without_ll
     state, report, first_s = await run_build(foundry, build_params(REQUEST))
     assert state == JobState.succeeded, report.render()
     assert report.outcome == "built" and [t.outcome for t in report.turns] == ["failed", "passed"]
+    assert report.coder == "openai"
     turn1 = report.turns[0]
     assert turn1.validation and turn1.validation.verdict == "fail"
     assert [f.error_class for f in turn1.failures] == ["assertion"]
@@ -254,11 +255,13 @@ async def test_cancelling_mid_build_stops_the_sandbox_and_deploys_nothing(foundr
 
 @pytest.mark.anyio
 async def test_without_a_provider_code_generation_fails_at_once_but_reuse_still_works(foundry, monkeypatch):
+    """coder "server" with no endpoint fails at once; a covered request (coder "auto") is reused without a question."""
     for var in ("OPENAI_API_KEY", "MCP_FOUNDRY_LLM_API_KEY", "MCP_FOUNDRY_LLM_BASE_URL", "MCP_FOUNDRY_LLM_PROVIDER",
                 "MCP_FOUNDRY_LLM_CASSETTE"):
         monkeypatch.delenv(var, raising=False)
-    state, report, seconds = await run_build(foundry, build_params("convert a temperature between units"))
-    assert state == JobState.failed and "MCP_FOUNDRY_LLM_BASE_URL" in report.error
+    state, report, seconds = await run_build(foundry, build_params("convert a temperature between units",
+                                                                   coder="server"))
+    assert state == JobState.failed and "MCP_FOUNDRY_LLM_BASE_URL" in report.error and "answer_build" in report.error
     assert seconds < 10 and report.turns == []
 
     from knowledge.models import SuccessCase, ToolInfo
@@ -267,11 +270,15 @@ async def test_without_a_provider_code_generation_fails_at_once_but_reuse_still_
                                            tools=[ToolInfo(name="text_stats")], dependencies=["mcp==2.3.0"]))
     state, report, _ = await run_build(foundry, build_params(REQUEST))
     assert state == JobState.succeeded and report.outcome == "reused", report.render()
-    assert report.deployment.name == "text_stats"
+    assert report.deployment.name == "text_stats" and report.coder == ""  # no model and no client was asked
     # A name decides where the server goes, not what it does: still an exact repeat, still no LLM needed.
     state, report, _ = await run_build(foundry, build_params(REQUEST, name="my_words"))
     assert state == JobState.succeeded and report.reuse == "exact", report.render()
     assert report.deployment.name == "my_words"
+    # A request that names its tools, covered by a stored case, is reused before the client is asked anything.
+    state, report, _ = await run_build(foundry, build_params(REQUEST, tools=["text_stats"]), wait_s=60)
+    assert state == JobState.succeeded and report.reuse.startswith("similar"), report.render()
+    assert foundry.store._read("SELECT COUNT(*) AS n FROM questions")[0]["n"] == 0
 
 
 def _own_cases_only(count: str) -> str:
@@ -314,14 +321,15 @@ async def test_reuse_enforces_the_callers_examples(foundry, monkeypatch):
                                            dependencies=["mcp==2.3.0"]))
     unmet = {"tool": "text_stats", "arguments": {"text": "a b"}, "expect": {"equals": {"words": 2, "characters": 2,
                                                                                       "lines": 1}}}
-    state, report, _ = await run_build(foundry, build_params(REQUEST, tools=["text_stats"], examples=[unmet]))
+    state, report, _ = await run_build(foundry, build_params(REQUEST, tools=["text_stats"], examples=[unmet],
+                                                             coder="server"))
     assert state == JobState.failed and report.outcome == "failed", report.render()
     assert any("failed re-validation" in n for n in report.notes)  # the stored case breaks the caller's contract
     assert not any(foundry.settings.servers_dir.iterdir())
 
     met = {**unmet, "expect": {"equals": {"words": 2, "characters": 3, "lines": 1}}}
     state, report, _ = await run_build(foundry, build_params(REQUEST, name="my_stats", tools=["text_stats"],
-                                                             examples=[met]))
+                                                             examples=[met], coder="server"))
     assert state == JobState.succeeded and report.outcome == "reused", report.render()
     assert report.deployment.name == "my_stats"  # the caller's name wins over the stored case's
     deployed = json.loads((Path(report.deployment.directory) / "cases.json").read_text())
