@@ -88,6 +88,20 @@ def open_knowledge(settings: Settings, embedder: Any = None) -> KnowledgeStore:
                                progress=_migration_progress)
 
 
+def _with_requesters_model(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A build's params with the model settings of the front end that queues it (never its API key).
+
+    The worker that runs the build may have been started by another front end with another
+    environment (a shell that seeded the library, a client configured without a model):
+    the model of the one who asked is the one that writes the code.
+    """
+    if kind == "build" and "llm" not in params:
+        from builder.llm import LLMConfig
+
+        params["llm"] = LLMConfig.from_env().for_job()
+    return params
+
+
 class Foundry:
     """Settings, stores and job handlers of one mcp-foundry process."""
 
@@ -96,7 +110,8 @@ class Foundry:
         self.settings = settings
         self.store: JobStore = open_job_store(settings)
         self.queue = JobQueue(self.store, self.handlers(), default_timeout_s=settings.job_timeout_s,
-                              scope="this shared job store" if settings.shared_jobs else "this data dir")
+                              scope="this shared job store" if settings.shared_jobs else "this data dir",
+                              prepare=_with_requesters_model)
         """Where front ends submit, read, wait for and cancel jobs."""
         _clean_sandbox_debris()
         self._backend: Backend | None = None
@@ -110,19 +125,24 @@ class Foundry:
     def provider_for(self, ctx: JobContext) -> Any:
         """The LLM of one build, by its `coder` param.
 
-        "server": the configured endpoint (the worker's environment), else None. "client":
-        the caller, asked through stored questions. "auto" (the default): the configured
-        endpoint, else one lent to this job or the override (embedding code), else the caller.
+        The configured model is the one the requesting front end had (recorded in the
+        build's params, the key taken from this worker's environment), else the one this
+        worker's own environment configures. "server": the configured model, else None.
+        "client": the caller, asked through stored questions. "auto" (the default): the
+        configured model, else one lent to this job or the override (embedding code), else
+        the caller.
         """
-        from builder.llm import make_provider
+        from builder.llm import LLMConfig, make_provider
         from builder.llm.client import ClientProvider
 
         coder = ctx.params.get("coder", "auto")
         lent = self.job_llm.pop(ctx.job_id, None)
+        recorded = ctx.params.get("llm")
+        configured = make_provider(LLMConfig.from_job(recorded)) if recorded else make_provider()
         if coder == "server":
-            return make_provider()
+            return configured
         if coder == "auto":
-            chosen = make_provider() or lent or self.llm_override
+            chosen = configured or lent or self.llm_override
             if chosen is not None:
                 return chosen
         return ClientProvider(ctx, wait_s=self.settings.client_wait_s)

@@ -29,8 +29,11 @@ class JobQueue:
     """Enqueue and follow jobs in `store`; `launcher` (if any) makes sure a local worker runs."""
 
     def __init__(self, store: JobStore, kinds: Collection[str], *, default_timeout_s: float,
-                 launcher: Callable[[], Any] | None = None, poll_s: float = 0.1, scope: str = "this data dir"):
+                 launcher: Callable[[], Any] | None = None, poll_s: float = 0.1, scope: str = "this data dir",
+                 prepare: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None):
         self.store = store
+        self.prepare = prepare
+        """Adds what the front end knows and the worker must use to a job's params (kind, params) -> params."""
         self.kinds = list(kinds)
         self.default_timeout_s = default_timeout_s
         self.launcher = launcher
@@ -46,6 +49,8 @@ class JobQueue:
         priority = str(params.get("priority") or "normal")
         if priority not in PRIORITIES:
             raise InputError("priority", f"unknown priority {priority!r}", ", ".join(PRIORITIES))
+        if self.prepare is not None:
+            params = self.prepare(kind, dict(params))
         job = self.store.create(kind, params, timeout_s=timeout_s or self.default_timeout_s, priority=priority)
         log.info("[%s %s] queued: %s", kind, job.id, json.dumps(dict(params))[:500])
         self.ensure_worker()

@@ -68,6 +68,41 @@ class LLMConfig(BaseModel):
         return cls.model_validate(values)
 
 
+    def for_job(self) -> dict[str, object] | None:
+        """What a front end records in a build's params: its model settings without the key (None: no model).
+
+        The worker that runs the build may have been started by another front end, with
+        another environment: the model the requester configured must win. A secret never
+        goes into the job store; only whether one was set, so the worker can say what is
+        missing when its own environment lacks the key.
+        """
+        kind = self.provider or ("openai" if (self.base_url or self.api_key) else "replay" if self.cassette
+                                 else "none")
+        if kind == "none":
+            return None
+        out = self.model_dump(mode="json", exclude={"api_key"}, exclude_defaults=True)
+        out["provider"] = kind
+        out["api_key_set"] = bool(self.api_key)
+        return out
+
+    @classmethod
+    def from_job(cls, recorded: Mapping[str, object], env: Mapping[str, str] | None = None) -> LLMConfig:
+        """The model settings a build's params recorded, with the API key from this process's environment.
+
+        Raises NotConfigured when the requester had a key and this worker's environment has none.
+        """
+        env = os.environ if env is None else env
+        values = {k: v for k, v in recorded.items() if k != "api_key_set"}
+        key = env.get(ENV_API_KEY) or env.get("OPENAI_API_KEY") or None
+        if recorded.get("api_key_set") and not key:
+            raise NotConfigured(
+                f"the build was requested with an LLM API key ({ENV_API_KEY} or OPENAI_API_KEY), but the worker "
+                f"running it (pid {os.getpid()}) was started without one; keys never travel through the job store. "
+                "Stop that worker (`mcp-foundry doctor` shows its pid; it also exits when idle) so that the next "
+                "request starts one from your environment, or give the key to the workers' environment")
+        return cls.model_validate({**values, "api_key": key})
+
+
 def _timeout(raw: str) -> float:
     try:
         value = float(raw)

@@ -224,6 +224,21 @@ def test_env_config_selects_providers(tmp_path):
     assert isinstance(rec, RecordingProvider) and rec.model == "gpt-4o-mini"
 
 
+def test_a_jobs_model_settings_travel_without_the_key_and_the_key_comes_from_the_worker():
+    requester = LLMConfig.from_env({"MCP_FOUNDRY_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+                                    "MCP_FOUNDRY_LLM_MODEL": "qwen", "OPENAI_API_KEY": "sk-secret"})
+    recorded = requester.for_job()
+    assert recorded["provider"] == "openai" and recorded["model"] == "qwen" and recorded["api_key_set"] is True
+    assert "sk-secret" not in json.dumps(recorded)
+    worker = make_provider(LLMConfig.from_job(recorded, {"MCP_FOUNDRY_LLM_API_KEY": "sk-worker"}))
+    assert isinstance(worker, OpenAIProvider) and worker.model == "qwen" and worker.base_url == "http://127.0.0.1:9/v1"
+    with pytest.raises(NotConfigured, match="started without one; keys never travel through the job store"):
+        LLMConfig.from_job(recorded, {})
+    keyless = LLMConfig.from_env({"MCP_FOUNDRY_LLM_BASE_URL": "http://127.0.0.1:9/v1", "MCP_FOUNDRY_LLM_MODEL": "m"})
+    assert LLMConfig.from_job(keyless.for_job(), {}).model == "m"  # a keyless local endpoint needs none
+    assert LLMConfig.from_env({}).for_job() is None  # no model: the worker's environment decides
+
+
 def _sampling_server(via_session: bool = False) -> MCPServer:
     server = MCPServer("sampling-test")
 

@@ -165,3 +165,37 @@ def test_ctrl_c_in_the_cli_cancels_its_job_in_the_worker(data_dir):
     empty = subprocess.run([*FOUNDRY, "--max-jobs", "0", "worker"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=60)
     assert empty.returncode == 2 and "--max-jobs" in empty.stderr and "at least one slot" in empty.stderr
+
+
+def test_a_build_uses_the_model_of_the_front_end_that_queued_it_not_the_workers(data_dir):
+    """A worker started by a shell with no model still builds with the model of the client that asks."""
+    from tests.builder.fake_openai import FakeOpenAI
+
+    shell = foundry_env(data_dir, MCP_FOUNDRY_WORKER_IDLE="120")  # no MCP_FOUNDRY_LLM_* at all
+    done = subprocess.run([*FOUNDRY, "validate", str(FIXTURES / "good_server")], cwd=ROOT, env=shell,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (worker, _), = workers_of(data_dir)  # the shell's worker, still idle-waiting for work
+    llm = FakeOpenAI().start()
+    llm.script(["this is not a requirement"] * 3)  # any answer will do: what matters is who is asked
+    base_url = llm.base_url
+    model = {"MCP_FOUNDRY_LLM_BASE_URL": base_url, "MCP_FOUNDRY_LLM_MODEL": "scripted"}
+
+    async def main() -> dict:
+        async with stdio_foundry(data_dir, **model) as client:
+            ticket = await client.call_tool("request_build", {"description": "reverse the words of a sentence",
+                                                              "coder": "server", "fresh": True})
+            assert not ticket.is_error, ticket.content
+            return await result_of(client, ticket.structured_content["job_id"])
+
+    try:
+        out = anyio.run(main)
+    finally:
+        llm.stop()
+    assert [w for w, _ in workers_of(data_dir)] == [worker]  # the same worker ran it
+    assert llm.calls >= 1, out  # it asked the client's model, not "no model is configured"
+    assert out["state"] == "failed" and "no LLM provider is configured" not in (out["error"] or ""), out
+    stored = subprocess.run([*FOUNDRY, "status", out["job_id"], "--json"], cwd=ROOT, env=shell, capture_output=True,
+                            text=True, timeout=60)
+    # the job recorded the client's model for the worker, never a key
+    assert '"base_url": "' + base_url in stored.stdout and '"api_key_set": false' in stored.stdout, stored.stdout
