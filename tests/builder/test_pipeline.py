@@ -277,7 +277,7 @@ async def test_without_a_provider_code_generation_fails_at_once_but_reuse_still_
     assert report.deployment.name == "my_words"
     # A request that names its tools, covered by a stored case, is reused before the client is asked anything.
     state, report, _ = await run_build(foundry, build_params(REQUEST, tools=["text_stats"]), wait_s=60)
-    assert state == JobState.succeeded and report.reuse.startswith("similar"), report.render()
+    assert state == JobState.succeeded and report.reuse.startswith("tools"), report.render()
     assert foundry.store._read("SELECT COUNT(*) AS n FROM questions")[0]["n"] == 0
 
 

@@ -87,6 +87,7 @@ def repo(tmp_path_factory):
         llm.stop()
         web.stop()
     assert roman["state"] == "succeeded" and roman["result"]["outcome"] == "built", roman
+    stop_workers(data)  # that session's worker knows the scripted model, now gone: the checks below have none
     return data
 
 
@@ -99,7 +100,8 @@ def outcomes(repo) -> dict[str, dict]:
         out: dict[str, dict] = {}
         async with stdio_foundry(repo, MCP_FOUNDRY_MAX_JOBS="2") as client:
             async def one(request: str) -> None:
-                out[request] = (await build(client, request))["result"]
+                # coder "server" with none configured: no model at all (with "auto" the caller would be asked)
+                out[request] = (await build(client, request, coder="server"))["result"]
 
             async with anyio.create_task_group() as tg:
                 for request in requests:
@@ -143,6 +145,24 @@ def test_requests_nothing_covers_are_not_reused_and_say_why(outcomes, capsys):
     assert "markdown-html, was not reused: the request converts html to markdown" in refused["error"]
     assert all(c["why"] for c in refused["candidates"])
 
+    # With coder "auto" (the default) and no model, a request nothing covers asks its caller instead of failing.
+    async def asked() -> tuple[dict, dict]:
+        async with stdio_foundry(repo) as client:
+            ticket = await client.call_tool("request_build", {"description": "convert HTML into Markdown"})
+            job_id = ticket.structured_content["job_id"]
+            with anyio.fail_after(120):
+                while (status := (await client.call_tool("build_status", {"job_id": job_id})).structured_content
+                       )["state"] != "waiting":
+                    assert status["state"] in ("queued", "running"), status
+                    await anyio.sleep(0.2)
+            cancelled = (await client.call_tool("cancel_build", {"job_id": job_id})).structured_content
+            return status, cancelled
+
+    status, cancelled = anyio.run(asked)
+    assert status["question"]["kind"] == "requirement" and status["phase"] == "awaiting_client"
+    assert "markdown-html" in status["question"]["instructions"]  # the analyst's question shows the candidates
+    assert cancelled["state"] == "cancelled"
+
 
 def test_reuse_is_counted_and_a_false_reuse_can_be_reported(repo, outcomes):
     reused = [r for r, _ in SETS["covered"] if outcomes[r]["outcome"] == "reused"]
@@ -166,7 +186,7 @@ def test_reuse_is_counted_and_a_false_reuse_can_be_reported(repo, outcomes):
             flagged = await client.call_tool("report_false_reuse", {"job_id": ticket["job_id"],
                                                                    "reason": "it does not do what I asked"})
             assert not flagged.is_error, flagged.content
-            again = await build(client, request)
+            again = await build(client, request, coder="server")
             after = json.loads((await client.read_resource("foundry://repository/stats")).contents[0].text)
             return before, flagged.structured_content, again, after
 
@@ -200,7 +220,7 @@ def test_fresh_skips_the_repository_and_says_so(repo):
 
     async def main() -> dict:
         async with stdio_foundry(repo) as client:
-            return await build(client, request, fresh=True)
+            return await build(client, request, fresh=True, coder="server")
 
     out = anyio.run(main)
     assert out["state"] == "failed" and out["result"]["fresh"] and out["result"]["candidates"] == []
