@@ -218,11 +218,15 @@ def _validate(foundry: Foundry, args: argparse.Namespace) -> int:
 def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     from builder.llm import LLMConfig, make_provider
     from sandbox.backends import backend_report
+    from sandbox.container import isolation_lines
 
     print("sandbox backends:")
     for name, ok, why in backend_report():
         print(f"  {'ok  ' if ok else 'no  '} {name:<11} {why}")
     print(f"  in use: {foundry.backend.name} (setting sandbox_backend={foundry.settings.sandbox_backend})")
+    print("where it runs:")
+    for line in isolation_lines(foundry.backend):
+        print(f"  {line}")
     _print_limits(foundry)
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")
