@@ -130,14 +130,17 @@ class RestFace:
 
     async def status(self, request: Request) -> Response:
         """GET /api/v1/build/{id}/status."""
-        job = await self._job(request)
-        logs = await io(self.store.log, job.id, tail=LOG_TAIL)
-        remaining = await io(self.estimator.remaining_s, job)
+        return json_answer(await io(self._status, request))
+
+    def _status(self, request: Request) -> BuildStatus:
+        """The status of the job (store reads in one go: a thread hop each would cost more than the reads)."""
+        job = self._read_job(request)
+        logs = self.store.log(job.id, tail=LOG_TAIL)
         phase = f"{job.phase}: {job.message}" if job.message and job.message != job.phase else job.phase
-        note = await io(self.queue.note, job)
-        return json_answer(BuildStatus(build_id=job.id, status=job.state, progress=job.progress,
-                                       current_phase=f"{phase} ({note})" if note else phase, logs=logs,
-                                       estimated_remaining=remaining, worker=job.worker))
+        note = self.queue.note(job)
+        return BuildStatus(build_id=job.id, status=job.state, progress=job.progress,
+                           current_phase=f"{phase} ({note})" if note else phase, logs=logs,
+                           estimated_remaining=self.estimator.remaining_s(job), worker=job.worker)
 
     async def result(self, request: Request) -> Response:
         """GET /api/v1/build/{id}/result: 409 until the job is final."""
@@ -170,9 +173,12 @@ class RestFace:
                        "over REST arrives with the client-as-model answer (the answer_build tool)")
 
     async def _job(self, request: Request) -> Job:
-        job_id = request.path_params["build_id"]
+        return await io(self._read_job, request)
+
+    def _read_job(self, request: Request) -> Job:
+        """The job the path names (a queued one makes sure a worker runs); 404 when there is none."""
         try:
-            return await io(self.queue.get, job_id)
+            return self.queue.get(request.path_params["build_id"])
         except InputError as e:
             raise ApiError(404, f"{request.method} {request.url.path}: {e}") from None
 
