@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from server.rest.models import ErrorBody
 
-REASONS = {200: "OK", 202: "Accepted", 401: "No or wrong bearer token", 404: "Unknown job, server or version",
+REASONS = {101: "Switching to the WebSocket protocol", 200: "OK", 202: "Accepted", 401: "No or wrong bearer token", 404: "Unknown job, server or version",
            409: "Not possible in the job's state", 413: "Body too large", 422: "Bad input: one line per bad field",
            500: "A bug of mcp-foundry", 501: "Not implemented yet", 503: "A part the request needs is unavailable"}
 

@@ -96,9 +96,13 @@ class RestFace:
 
     async def body(self, request: Request, tool: str) -> dict[str, Any]:
         """The request's JSON object; 422 when it is not one."""
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"{tool}: the body is {len(raw)} bytes (accepted: at most {MAX_BODY} bytes of JSON)")
+        declared = request.headers.get("content-length", "")
+        raw, size = b"", int(declared) if declared.isdigit() else 0
+        if size <= MAX_BODY:  # a body announced too large is refused unread
+            raw = await request.body()
+            size = len(raw)
+        if size > MAX_BODY:
+            raise ApiError(413, f"{tool}: the body is {size} bytes (accepted: at most {MAX_BODY} bytes of JSON)")
         try:
             value = json.loads(raw or b"{}")
         except ValueError as e:

@@ -180,6 +180,8 @@ def test_bad_bodies_get_422_in_the_mcp_tools_words_and_queue_nothing(base, data_
     for raw in (b"[1, 2]", b"{not json", b'"text"'):
         r = httpx.post(f"{base}/api/v1/build", content=raw)
         assert r.status_code == 422 and r.json()["error"].startswith("request_build: body:"), r.text
+    huge = httpx.post(f"{base}/api/v1/validate", content=b'{"path": "' + b"x" * 1_000_001 + b'"}')
+    assert huge.status_code == 413 and "at most 1000000 bytes" in huge.json()["error"]
     search = httpx.get(f"{base}/api/v1/search", params={"limit": "many"})
     assert search.status_code == 422
     assert [line.split(":")[1].strip() for line in search.json()["errors"]] == ["limit", "q"]
