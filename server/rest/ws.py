@@ -98,13 +98,15 @@ async def follow(websocket: WebSocket, store: JobStore, feed: ChangeFeed) -> Non
 
 
 async def _stream(websocket: WebSocket, store: JobStore, feed: ChangeFeed, job: Job) -> None:
-    sent_lines, last = 0, None
+    sent_lines, last, read_rev = 0, None, None
     version = feed.version
     while True:
-        lines = await io(store.log, job.id)
-        for n, line in enumerate(lines[sent_lines:], sent_lines + 1):
-            await websocket.send_json(LogLine(data=LogData(build_id=job.id, n=n, line=line)).model_dump())
-        sent_lines = max(sent_lines, len(lines))
+        if job.rev != read_rev:  # every log line bumps the job's rev: no new rev, no new line
+            read_rev = job.rev
+            lines = await io(store.log, job.id)
+            for n, line in enumerate(lines[sent_lines:], sent_lines + 1):
+                await websocket.send_json(LogLine(data=LogData(build_id=job.id, n=n, line=line)).model_dump())
+            sent_lines = max(sent_lines, len(lines))
         now = (job.state, job.phase, job.progress, job.message)
         if now != last:
             last = now
