@@ -33,7 +33,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base(data_dir):
-    p, url = start_http(data_dir)
+    # The silent server here is cancelled, never left to time out: a loaded machine gets the default's slack.
+    p, url = start_http(data_dir, MCP_FOUNDRY_INIT_TIMEOUT="30")
     yield url
     stop(p)
 
