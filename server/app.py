@@ -69,6 +69,13 @@ class FoundryServer(MCPServer):
                 type(low).create_initialization_options, low,
                 NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True))
 
+    def own_tool(self, name: str) -> Any:
+        """One of the foundry's own tools (an SDK Tool: its argument model, schema and function), or None.
+
+        The REST face runs the very tools the MCP face does, so that both check input alike.
+        """
+        return self._tool_manager.get_tool(name)
+
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         if self.gateway is not None and self.gateway.has_tool(name):
             return self.gateway.table.schemas.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -55,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser = with_description  # type: ignore[method-assign]
 
     s = sub.add_parser("serve", help="speak MCP over stdio (default) or streamable HTTP")
-    s.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP at http://HOST:PORT/mcp "
-                   "(HOST defaults to 127.0.0.1; any other address needs a token)")
+    s.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP at http://HOST:PORT/mcp, with "
+                   "the REST API (/api/v1), its WebSocket and /metrics beside it (HOST defaults to 127.0.0.1; any "
+                   "other address needs a token)")
     s.add_argument("--token", help=f"bearer token for HTTP (env {ENV_VARS['http_token']})")
     mount = s.add_mutually_exclusive_group()
     mount.add_argument("--no-mount", action="store_true", help="serve only the foundry's own tools, none of the "
@@ -192,6 +194,7 @@ def _log_to_file(path: Path) -> None:
 
 
 def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
+    from server import rest
     from server.app import build_app
     from server.gateway import Gateway
     from server.http import check_bind, parse_bind, serve_http
@@ -214,8 +217,11 @@ def _serve(foundry: Foundry, args: argparse.Namespace) -> int:
                     print(f"mcp-foundry: not deployed (yet): {', '.join(missing)}; mounted once deployed",
                           file=sys.stderr)
             if bind:
-                print(f"mcp-foundry: serving streamable HTTP at http://{bind[0]}:{bind[1]}/mcp", file=sys.stderr)
-                await serve_http(app, bind[0], bind[1], foundry.settings.http_token)
+                base = f"http://{bind[0]}:{bind[1]}"
+                print(f"mcp-foundry: serving streamable HTTP at {base}/mcp, REST at {base}/api/v1 (OpenAPI: "
+                      f"{base}/api/v1/openapi.json) and Prometheus metrics at {base}/metrics", file=sys.stderr)
+                await serve_http(app, bind[0], bind[1], foundry.settings.http_token,
+                                 mount=functools.partial(rest.mount, foundry=foundry, mcp=app))
             else:
                 await app.run_stdio_async()
             tg.cancel_scope.cancel()  # a session over before the worker was due starts none
@@ -243,11 +249,15 @@ def _validate(foundry: Foundry, args: argparse.Namespace) -> int:
 def _doctor(foundry: Foundry, args: argparse.Namespace) -> int:
     from builder.llm import LLMConfig, make_provider
     from sandbox.backends import backend_report
+    from sandbox.container import isolation_lines
 
     print("sandbox backends:")
     for name, ok, why in backend_report():
         print(f"  {'ok  ' if ok else 'no  '} {name:<11} {why}")
     print(f"  in use: {foundry.backend.name} (setting sandbox_backend={foundry.settings.sandbox_backend})")
+    print("where it runs:")
+    for line in isolation_lines(foundry.backend):
+        print(f"  {line}")
     _print_limits(foundry)
     provider = make_provider(LLMConfig.from_env())
     print("optional parts:")

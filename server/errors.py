@@ -48,7 +48,7 @@ def _accepted(prop: dict[str, Any]) -> str:
     return ": ".join(x for x in parts if x) or "see the tool's schema"
 
 
-def argument_error(tool: str, error: ValidationError, schema: dict[str, Any] | None) -> str:
+def argument_problems(error: ValidationError, schema: dict[str, Any] | None) -> list[str]:
     """One line per rejected argument: which field, what was wrong, what is accepted (no pydantic boilerplate)."""
     props = (schema or {}).get("properties", {})
     lines = []
@@ -57,7 +57,12 @@ def argument_error(tool: str, error: ValidationError, schema: dict[str, Any] | N
         prop = props.get(str(err["loc"][0])) if err["loc"] else None
         accepted = _accepted(prop) if prop else "the arguments " + ", ".join(props)
         lines.append(f"{field}: {err['msg']} (accepted: {accepted})")
-    return f"{tool}: " + "; ".join(lines)
+    return lines
+
+
+def argument_error(tool: str, error: ValidationError, schema: dict[str, Any] | None) -> str:
+    """The rejected arguments of a call to `tool`, in one message (see argument_problems)."""
+    return f"{tool}: " + "; ".join(argument_problems(error, schema))
 
 
 _JSON_TYPES = {"null": "null", "boolean": "true or false", "integer": "an integer", "number": "a number",

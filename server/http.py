@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,31 +99,45 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`, else 401."""
+    """ASGI middleware: every HTTP request and WebSocket handshake must carry `Authorization: Bearer <token>`,
+    else 401 (a handshake is refused with 401 where the server can send a status, else closed with 1008)."""
+
+    UNAUTHORIZED = b'{"error": "unauthorized: send Authorization: Bearer <token> (the MCP_FOUNDRY_HTTP_TOKEN)"}'
 
     def __init__(self, app: Any, token: str):
         self.app = app
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             headers = dict(scope.get("headers") or [])
             given = headers.get(b"authorization", b"")
             scheme, _, value = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self.token):
-                body = b'{"error": "unauthorized: send Authorization: Bearer <token> (the MCP_FOUNDRY_HTTP_TOKEN)"}'
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
+                await self._refuse(scope, send)
                 return
         await self.app(scope, receive, send)
 
+    async def _refuse(self, scope: Scope, send: Any) -> None:
+        start = {"status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]}
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", **start})
+            await send({"type": "http.response.body", "body": self.UNAUTHORIZED})
+        elif "websocket.http.response" in (scope.get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", **start})
+            await send({"type": "websocket.http.response.body", "body": self.UNAUTHORIZED})
+        else:
+            await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
 
-async def serve_http(app: Any, host: str, port: int, token: str | None) -> None:
+
+async def serve_http(app: Any, host: str, port: int, token: str | None,
+                     mount: Callable[[Any], None] | None = None) -> None:
     """Serve `app` (an MCPServer) over streamable HTTP at http://host:port/mcp until cancelled.
 
-    A non-loopback bind without a token is refused: anyone on the network could run builds.
-    A bind without a token answers only requests whose Host and Origin are loopback (see LoopbackGuard).
+    `mount` adds routes beside /mcp to the Starlette app (the REST face does); they get the
+    same checks. A non-loopback bind without a token is refused: anyone on the network could
+    run builds. A bind without a token answers only requests whose Host and Origin are
+    loopback (see LoopbackGuard).
     """
     import uvicorn
 
@@ -132,6 +147,8 @@ async def serve_http(app: Any, host: str, port: int, token: str | None) -> None:
     # One policy for every bind: the SDK's own Host check covers only 127.0.0.1, localhost and ::1.
     asgi = app.streamable_http_app(host=host, transport_security=TransportSecuritySettings(
         enable_dns_rebinding_protection=False))
+    if mount is not None:
+        mount(asgi)
     asgi = BearerAuth(asgi, token) if token else LoopbackGuard(asgi)
     config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", lifespan="on")
     await uvicorn.Server(config).serve()

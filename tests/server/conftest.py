@@ -2,12 +2,15 @@
 
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -41,6 +44,34 @@ async def stdio_foundry(data_dir: Path, **extra: str):
                                    cwd=str(ROOT))
     async with Client(params, read_timeout_seconds=120) as client:
         yield client
+
+
+def start_http(data_dir: Path, *args: str, host: str = "127.0.0.1", **env: str) -> tuple[subprocess.Popen, str]:
+    """`mcp-foundry serve --http` on a free port of `host`; returns the process and its base URL once it answers."""
+    port = free_port()
+    p = subprocess.Popen([*FOUNDRY, "serve", "--http", f"{host}:{port}", *args], cwd=ROOT,
+                         env=foundry_env(data_dir, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://{host}:{port}"
+    for _ in range(400):
+        try:
+            httpx.get(f"{base}/healthz", timeout=0.5)
+            return p, base
+        except httpx.TransportError:
+            if p.poll() is not None:
+                raise AssertionError(p.stderr.read()) from None
+            time.sleep(0.05)
+    p.kill()
+    raise AssertionError("server did not start listening")
+
+
+def stop(p: subprocess.Popen) -> None:
+    """Stop a server a test started."""
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(10)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -212,6 +213,66 @@ def test_bad_answers_are_refused_clearly_and_change_nothing_and_a_waiting_build_
             assert cancelled["state"] == "cancelled" and cancelled["question"] is None
 
     anyio.run(main)
+
+
+def test_a_script_answers_a_build_over_rest_and_bad_answers_are_refused_there_too(data_dir, web):
+    import httpx
+
+    from tests.server.conftest import start_http, stop
+
+    env = no_model(data_dir, web)
+    proc, base = start_http(data_dir, **{k: v for k, v in env.items() if k.startswith("MCP_FOUNDRY_")})
+    try:
+        ticket = httpx.post(f"{base}/api/v1/build", json={"description": REQUEST, "coder": "client"}, timeout=30)
+        assert ticket.status_code == 202, ticket.text
+        job = ticket.json()["build_id"]
+
+        def question(after: str | None = None) -> dict:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                status = httpx.get(f"{base}/api/v1/build/{job}/status", timeout=30).json()
+                assert status["status"] in ("queued", "running", "waiting"), status
+                q = status["question"]
+                if status["status"] == "waiting" and q and q["id"] != after:
+                    assert q["answer_with"].startswith(f"POST /api/v1/build/{job}/answer")
+                    return q
+                time.sleep(0.2)
+            raise AssertionError(f"no question from {job} within 240 s")
+
+        def answer(q: dict, value) -> httpx.Response:
+            return httpx.post(f"{base}/api/v1/build/{job}/answer", json={"question_id": q["id"], "answer": value},
+                              timeout=60)
+
+        q = question()
+        assert q["kind"] == "requirement" and REQUEST in q["instructions"]
+        refused = answer(q, {"server_name": "Voices!", "tools": "shout"})
+        assert refused.status_code == 422 and "invalid answer 1 of at most 3" in refused.json()["error"], refused.text
+        assert "- tools: 'shout' is not of type 'array'" in refused.json()["error"]
+        wrong_id = httpx.post(f"{base}/api/v1/build/{job}/answer", json={"question_id": "nosuch", "answer": {}})
+        assert wrong_id.status_code == 422 and f"the id of its open question, {q['id']}" in wrong_id.json()["error"]
+        not_json = httpx.post(f"{base}/api/v1/build/{job}/answer", content=b"[1, 2]",
+                              headers={"content-type": "application/json"})
+        assert not_json.status_code == 422 and "must be a JSON object" in not_json.json()["error"]
+        unknown = httpx.post(f"{base}/api/v1/build/nosuchjob/answer", json={"question_id": q["id"], "answer": {}})
+        assert unknown.status_code == 404
+        again = httpx.get(f"{base}/api/v1/build/{job}/status").json()
+        assert again["question"]["id"] == q["id"] and again["question"]["invalid_answers"] == 1  # still open
+
+        taken = answer(q, REQUIREMENT)
+        assert taken.status_code == 200 and (taken.json()["question"] or {}).get("id") != q["id"], taken.text
+        code = question(after=q["id"])
+        assert code["kind"] == "code" and "files" in code["answer_schema"]["properties"]
+        assert answer(code, FIXED).status_code == 200
+        deadline = time.monotonic() + 240
+        while (result := httpx.get(f"{base}/api/v1/build/{job}/result", timeout=30)).status_code == 409:
+            assert time.monotonic() < deadline, result.text
+            time.sleep(0.3)
+        body = result.json()
+        assert body["success"] and body["report"]["outcome"] == "built" and body["report"]["coder"] == "client", body
+        late = answer(code, FIXED)
+        assert late.status_code == 409 and "succeeded, not waiting for an answer" in late.json()["error"]
+    finally:
+        stop(proc)
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -1,14 +1,13 @@
 """The same tools over streamable HTTP; the bearer token and the non-loopback rule."""
 
 import subprocess
-import time
 
 import anyio
 import httpx
 import pytest
 from mcp.client.client import Client
 
-from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, free_port, result_of
+from tests.server.conftest import FIXTURES, FOUNDRY, ROOT, foundry_env, free_port, result_of, start_http
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
@@ -16,20 +15,8 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 
 def _start(data_dir, *args, host="127.0.0.1", **env):
-    port = free_port()
-    p = subprocess.Popen([*FOUNDRY, "serve", "--http", f"{host}:{port}", *args], cwd=ROOT,
-                         env=foundry_env(data_dir, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://{host}:{port}/mcp"
-    for _ in range(200):
-        try:
-            httpx.get(url, timeout=0.5)
-            return p, url
-        except httpx.TransportError:
-            if p.poll() is not None:
-                raise AssertionError(p.stderr.read()) from None
-            time.sleep(0.05)
-    p.kill()
-    raise AssertionError("server did not start listening")
+    p, base = start_http(data_dir, *args, host=host, **env)
+    return p, f"{base}/mcp"
 
 
 @pytest.fixture

@@ -119,6 +119,7 @@ def test_cli_validate_status_and_doctor(data_dir):
     assert doctor.returncode == 0
     assert "bubblewrap" in doctor.stdout and "docker" in doctor.stdout and "process" in doctor.stdout
     assert "in use: bubblewrap (setting sandbox_backend=auto)" in doctor.stdout
+    assert "in force: bubblewrap, " in doctor.stdout.split("where it runs:", 1)[1]
     assert str(data_dir) in doctor.stdout
 
 
