@@ -50,7 +50,7 @@ from sandbox.report import (
 from sandbox.scan import ScanPolicy, scan_source, syntax_error
 from sandbox.serverdir import Entry, ServerDirError, copy_tree, kernel_fs, read_bytes, walk
 from sandbox.serverdir import requirements_of as requirements_of  # re-exported: callers import it from here
-from sandbox.spec import Limits, RunSpec
+from sandbox.spec import Launch, Limits, RunSpec
 from sandbox.stdio import ServerIO, stdio_transport
 
 if TYPE_CHECKING:
@@ -222,9 +222,9 @@ async def _validate(target: ValidationTarget, backend: Backend, env: Environment
                     return
             elif target.directory is not None and (workdir / FIXTURES_DIR).is_dir():
                 fixtures = Fixtures.collect(workdir)  # files the directory ships in fixtures/
-            wrapped = backend.wrap(argv, box.spec)
+            launch = backend.launch(argv, box.spec)
             rec.progress(0.2, f"starting the server with the {backend.name} backend")
-            await _session(wrapped, workdir, cases, io, rec, report, local, init_timeout, call_timeout, fixtures)
+            await _session(launch, workdir, cases, io, rec, report, local, init_timeout, call_timeout, fixtures)
 
 
 async def _make_fixtures(python: Path, spec: RunSpec, backend: Backend, rec: _Recorder,
@@ -288,13 +288,13 @@ def _static_checks(directory: Path, policy: ScanPolicy, rec: _Recorder, report: 
     return entries
 
 
-async def _session(argv: list[str], workdir: Path, cases: list[Case], io: ServerIO, rec: _Recorder,
+async def _session(launch: Launch, workdir: Path, cases: list[Case], io: ServerIO, rec: _Recorder,
                    report: dict[str, Any], local_modules: set[str], init_timeout: float, call_timeout: float,
                    fixtures: Fixtures | None = None) -> None:
-    """Initialize, list, check definitions and run the cases against the server started by `argv`."""
+    """Initialize, list, check definitions and run the cases against the server started by `launch`."""
     # mode="legacy": the initialize handshake every deployed client (Claude Desktop included) performs.
     # The read timeout bounds the initialize request too: it must not cut the initialize limit short.
-    client = Client(stdio_transport(argv, workdir, io), mode="legacy", cache=None,
+    client = Client(stdio_transport(launch, workdir, io), mode="legacy", cache=None,
                     read_timeout_seconds=max(call_timeout, init_timeout),
                     client_info=types.Implementation(name="mcp-foundry-validator", version="0.1.0"))
     noise_at = len(rec.checks) + 1  # the stdout check goes right after initialize: noise breaks handshakes

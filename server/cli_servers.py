@@ -16,16 +16,15 @@ from server.gateway.errors import GatewayError
 def run_server(foundry: Foundry, args: argparse.Namespace) -> int:
     """`run NAME`: replace this process with the sandboxed server: its stdio is the client's, nothing in between."""
     from builder import deploy
-    from sandbox.run import launcher_env
-    from server.gateway.launch import sandboxed_argv
+    from server.gateway.launch import sandboxed_launch
 
     manifest = deploy.get_server(foundry.settings.servers_dir, args.name, args.version)
-    argv, _ = sandboxed_argv(manifest, foundry.settings, foundry.backend)
+    launch, _ = sandboxed_launch(manifest, foundry.settings, foundry.backend)
     sys.stdout.flush()
     sys.stderr.flush()
     # Nothing of this process but stdio may reach the sandbox: an open job store or log file would be inherited.
     os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 4096)
-    os.execvpe(argv[0], argv, launcher_env())
+    os.execvpe(launch.argv[0], launch.argv, launch.env)  # the values stay out of argv, as under the gateway
 
 
 def print_mounts(foundry: Foundry) -> None:

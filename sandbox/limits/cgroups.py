@@ -30,7 +30,7 @@ GROUP_DIR = "mcp-foundry"
 CPU_PERIOD_US = 100_000
 
 # Joins the cgroups named before "--", then becomes the command after it: nothing of the sandbox runs outside.
-_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || { echo "sandbox: cannot join cgroup $1" >&2; exit 125; }; ' \
+_JOIN = 'while [ "$1" != -- ]; do echo "$$" > "$1" || { echo "sandbox: cannot join cgroup $1" >&2; exit 125; }; ' \
         'shift; done; shift; exec "$@"'
 
 

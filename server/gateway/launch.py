@@ -1,6 +1,6 @@
 """The run-time policy of a deployed server: the validator's sandbox, plus what its manifest declares.
 
-A deployed server runs through the same Backend.wrap/RunSpec path as validation: the same
+A deployed server runs through the same Backend.launch/RunSpec path as validation: the same
 backend, the environment built from the sandbox's allowlist (sandbox.policy.safe_env), no
 network unless the manifest says it needs it, its code and venv read-only. What it adds:
 the secrets its manifest declares (taken from the foundry's environment, else from the
@@ -20,7 +20,7 @@ from builder.config import Settings
 from sandbox.backends.base import Backend
 from sandbox.errors import SandboxError
 from sandbox.policy import safe_env
-from sandbox.spec import Limits, RunSpec
+from sandbox.spec import Launch, Limits, RunSpec
 from server.gateway.errors import GatewayError
 
 SERVE_LIMITS = Limits(cpu_seconds=3600, memory_mb=1024, processes=128, file_size_mb=64, wall_seconds=86400)
@@ -89,7 +89,8 @@ def launch_spec(manifest: deploy.Manifest, settings: Settings) -> tuple[list[str
     return [str(python), str(code / "server.py")], spec
 
 
-def sandboxed_argv(manifest: deploy.Manifest, settings: Settings, backend: Backend) -> tuple[list[str], RunSpec]:
-    """The wrapped argv that runs one deployed version in the sandbox, and its RunSpec."""
+def sandboxed_launch(manifest: deploy.Manifest, settings: Settings, backend: Backend) -> tuple[Launch, RunSpec]:
+    """The launch that runs one deployed version in the sandbox (its secrets in the environment, not argv), and its
+    RunSpec."""
     argv, spec = launch_spec(manifest, settings)
-    return backend.wrap(argv, spec), spec
+    return backend.launch(argv, spec), spec

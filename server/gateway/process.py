@@ -27,7 +27,7 @@ from builder.config import ENV_VARS, Settings
 from sandbox.backends.base import Backend
 from sandbox.stdio import ServerIO, stdio_transport
 from server.gateway.errors import GatewayError
-from server.gateway.launch import sandboxed_argv
+from server.gateway.launch import sandboxed_launch
 from server.gateway.mounts import Mount
 
 T = TypeVar("T")
@@ -174,8 +174,8 @@ class ServerProcess:
         """The process's whole life; raises (to the starting caller) only before it has answered initialize."""
         started, failure = False, None
         try:
-            argv, spec = sandboxed_argv(self.mount.manifest, self.settings, self._backend())
-            client = Client(stdio_transport(argv, spec.workdir, life.io), mode="legacy", cache=None,
+            launch, spec = sandboxed_launch(self.mount.manifest, self.settings, self._backend())
+            client = Client(stdio_transport(launch, spec.workdir, life.io), mode="legacy", cache=None,
                             client_info=types.Implementation(name="mcp-foundry-gateway", version="0.1.0"))
             t0 = time.monotonic()
             with anyio.CancelScope(deadline=anyio.current_time() + self.settings.init_timeout_s) as init_scope:

@@ -64,3 +64,40 @@ def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("foundry-data")
     yield d
     stop_workers(d)
+
+
+LAB_SECRET = "LAB_API_KEY"
+"""The secret `lab` declares; its value is in the data dir's secrets.env (see `deployed`)."""
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory) -> Path:
+    """A data dir with `lab` (two versions, deployed by jobs in this process, declaring the secret LAB_API_KEY,
+    set in its secrets.env) and `hostile` (deployed by the CLI); shared by the gateway's test modules."""
+    import subprocess
+    import uuid
+
+    from builder.config import load_settings
+    from builder.params import deploy_params
+    from builder.service import Foundry
+
+    data = tmp_path_factory.mktemp("gateway-data")
+    foundry = Foundry(load_settings({"data_dir": str(data), "env_cache_dir": str(ENV_CACHE)}))
+    added = subprocess.Popen([*FOUNDRY, "servers", "add", str(FIXTURES / "hostile_server"), "--name", "hostile"],
+                             cwd=ROOT, env=foundry_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # meanwhile, in this process:
+
+    async def deploy_lab_twice() -> None:
+        async with foundry.runner():  # a worker of this process's own, beside the one the CLI starts
+            for _ in range(2):
+                params = deploy_params(str(FIXTURES / "lab_server"), "lab", secrets=[LAB_SECRET])
+                job = await foundry.queue.wait(foundry.queue.submit("deploy", params).id, 300)
+                assert job.state == "succeeded", job.error
+
+    anyio.run(deploy_lab_twice)
+    out, err = added.communicate(timeout=300)
+    assert added.returncode == 0, err[-3000:]
+    assert "DEPLOYED hostile v1" in out and "hostile__<tool>" in out
+    foundry.settings.secrets_file.write_text(f"{LAB_SECRET}=lab-{uuid.uuid4().hex}\n")
+    yield data
+    stop_workers(data)
