@@ -202,7 +202,7 @@ class ServerProcess:
 
     def _start_error(self, life: _Life, failure: Exception | None, timed_out: bool) -> GatewayError:
         code = life.io.returncode
-        if timed_out and code is None:
+        if timed_out:  # we stopped it for being late: its exit code says nothing about it
             why = (f"no answer to initialize within {self.settings.init_timeout_s:g} s "
                    f"({ENV_VARS['init_timeout_s']})")
         elif code is not None:
