@@ -92,7 +92,8 @@ def servers(foundry: Foundry, args: argparse.Namespace) -> int:
 
 
 def servers_add(foundry: Foundry, args: argparse.Namespace) -> int:
-    """`servers add PATH --name N`: the "deploy" job, run in this process with its progress on stderr."""
+    """`servers add PATH --name N`: the "deploy" job, queued for the worker and followed here, its progress on
+    stderr."""
     from builder.adopt import AdoptReport
     from builder.params import deploy_params
     from server.jobs_cli import print_outcome, run_job

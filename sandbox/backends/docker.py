@@ -1,7 +1,7 @@
 """Docker backend: `docker run` with no network, a read-only root, dropped capabilities and cgroup limits.
 
 The engine is asked through the `docker` package whether it answers; the run itself goes
-through the `docker` CLI so that the wrapped argv can be handed to any stdio client.
+through the `docker` CLI so that the launch can be handed to any stdio client.
 Interpreters and environments are bind-mounted read-only at their host paths, so the
 image only needs a C library compatible with the host's interpreter. The container's
 environment is named on the command line (`-e NAME`) but its values come from the docker
