@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.abc
@@ -30,26 +31,27 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 async def run_alone(manifest: deploy.Manifest, settings: Settings, backend: Backend) -> int:
     """Run one deployed version on this process's stdio until it ends; its exit status (128 + N for signal N)."""
     async with served(manifest, settings, backend) as box:
-        process = await anyio.open_process(box.launch.argv, stdin=None, stdout=None, stderr=None,
-                                           cwd=box.spec.workdir, env=box.launch.env, start_new_session=True)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_forward_signals, process)
-                await process.wait()
-                tg.cancel_scope.cancel()
-        finally:
-            with anyio.CancelScope(shield=True):
-                kill_tree(process.pid)  # what it forked and left running; the cgroup's removal catches the rest
-                await process.wait()
+        # Listening before the server starts: a signal that came in between would end this parent without cleanup.
+        with anyio.open_signal_receiver(*FORWARDED) as signals:
+            process = await anyio.open_process(box.launch.argv, stdin=None, stdout=None, stderr=None,
+                                               cwd=box.spec.workdir, env=box.launch.env, start_new_session=True)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_forward, signals, process)
+                    await process.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    kill_tree(process.pid)  # what it forked and left running; the cgroup's removal catches the rest
+                    await process.wait()
     code = process.returncode if process.returncode is not None else -signal.SIGKILL
     return 128 - code if code < 0 else code
 
 
-async def _forward_signals(process: anyio.abc.Process) -> None:
+async def _forward(signals: AsyncIterator[int], process: anyio.abc.Process) -> None:
     """Pass the signals a client or a terminal sends `run` on to the server's process group."""
-    with anyio.open_signal_receiver(*FORWARDED) as signals:
-        async for signum in signals:
-            try:
-                os.killpg(process.pid, signum)
-            except ProcessLookupError:
-                return
+    async for signum in signals:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
