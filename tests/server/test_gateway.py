@@ -138,6 +138,13 @@ def test_failures_are_clear_and_the_next_call_works(deployed):
                 (state / "FAIL_ON_START").unlink()
             assert failed.is_error and "failed to start" in text(failed) and "exited with code 4" in text(failed)
             assert "refusing to start: FAIL_ON_START" in text(failed)  # the stderr tail
+            (state / "SILENT_START").write_text("")
+            try:
+                silent = await client.call_tool("lab__instance", {})
+            finally:
+                (state / "SILENT_START").unlink()
+            # Named as late, not by the exit code of the signal that stopped it.
+            assert silent.is_error and "no answer to initialize within 6 s" in text(silent), text(silent)
             assert value(await client.call_tool("lab__instance", {})) not in (before, after_crash)
 
             too_big = await client.call_tool("lab__big", {"kilobytes": 100})
