@@ -190,6 +190,10 @@ class ServerProcess:
                         init_scope.deadline = math.inf
                         life.client, started = client, True
                         log.info("%s started in %.2f s", self.label, time.monotonic() - t0)
+                        missing = [state.name for state in life.limits if not state.in_force]
+                        if missing:
+                            log.warning("%s runs without its %s limit(s) (see `mcp-foundry doctor`)", self.label,
+                                        ", ".join(missing))
                         task_status.started()
                         async with anyio.create_task_group() as watch:
                             watch.start_soon(self._watch_exit, life, watch.cancel_scope)
