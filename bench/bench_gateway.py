@@ -6,7 +6,8 @@ then opens two real MCP stdio sessions side by side: one to `mcp-foundry serve` 
 `bench__add`) and one to `mcp-foundry run bench` (the same deployed server in the same sandbox, no gateway).
 Calls alternate between the two so that load from elsewhere hits both alike. Prints p50/p95 of each, the overhead
 (gateway minus direct) and its ratio; then the cold first call (sandbox start + initialize + the call) after an
-idle stop, and the resident memory (RSS and PSS) of the warm server's process tree. Usage:
+idle stop, the resident memory (RSS and PSS) of the warm server's process tree, and that of the process `run`
+keeps as the server's supervising parent. Usage:
 
     .venv/bin/python bench/bench_gateway.py [--calls 500] [--colds 5] [--env-cache DIR]
 """
@@ -90,7 +91,7 @@ async def main(calls: int, colds: int, env_cache: Path | None) -> None:
         settings = load_settings({"data_dir": str(data), "env_cache_dir": str(env_cache) if env_cache else None})
         foundry = Foundry(settings)
         t = time.monotonic()
-        async with foundry.runner():
+        async with foundry.runner():  # a worker of this process's own
             job = foundry.queue.submit("deploy", deploy_params(str(SERVER), "bench"))
             job = await foundry.queue.wait(job.id, 600)
         if job.state != "succeeded":
@@ -132,6 +133,8 @@ async def main(calls: int, colds: int, env_cache: Path | None) -> None:
                 server_pids = tree(serve_pid)
                 server_rss, server_pss = memory_kib(server_pids)
                 serve_rss, serve_pss = memory_kib([serve_pid])
+                run_pid = child_pid("server.cli run bench")
+                run_rss, run_pss = memory_kib([run_pid])
 
     over = [a - b for a, b in zip(via, straight, strict=True)]
     print(f"backend: {foundry.backend.name}; {calls} calls of add on each path, alternating, after 50 warm-up calls")
@@ -146,6 +149,8 @@ async def main(calls: int, colds: int, env_cache: Path | None) -> None:
     print(f"warm mounted server ({len(server_pids)} processes in its sandbox tree): RSS {server_rss / 1024:.1f} MiB, "
           f"PSS {server_pss / 1024:.1f} MiB; the serving foundry itself: RSS {serve_rss / 1024:.1f} MiB, "
           f"PSS {serve_pss / 1024:.1f} MiB")
+    print(f"`mcp-foundry run bench`'s supervising parent (it holds the sandbox, no byte passes through it): "
+          f"RSS {run_rss / 1024:.1f} MiB, PSS {run_pss / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

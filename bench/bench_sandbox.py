@@ -27,7 +27,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from sandbox.backends import get_backend  # noqa: E402
 from sandbox.env import EnvManager  # noqa: E402
 from sandbox.policy import safe_env  # noqa: E402
-from sandbox.spec import RunSpec  # noqa: E402
+from sandbox.spec import Launch, RunSpec  # noqa: E402
 
 REQUIREMENTS = ["mcp==2.3.0"]
 
@@ -73,10 +73,10 @@ async def bench_envs(root: Path, rounds: int) -> tuple[list[float], list[float],
     return cold, warm, manager
 
 
-async def initialize_once(argv: list[str]) -> float:
-    """Seconds from spawning the wrapped server to a finished MCP initialize plus list_tools."""
+async def initialize_once(launch: Launch) -> float:
+    """Seconds from spawning the sandboxed server to a finished MCP initialize plus list_tools."""
     started = time.perf_counter()
-    params = StdioServerParameters(command=argv[0], args=argv[1:])
+    params = StdioServerParameters(command=launch.argv[0], args=launch.argv[1:], env=launch.env)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = await session.list_tools()
@@ -95,9 +95,9 @@ async def bench_initialize(manager: EnvManager, root: Path, rounds: int) -> dict
     figures: dict[str, list[float]] = {}
     for name in ("bubblewrap", "process"):
         backend = get_backend(name)
-        argv = backend.wrap([str(env.python), str(workdir / "server.py")], spec)
-        await initialize_once(argv)  # first start warms the page cache; not counted
-        figures[name] = [await initialize_once(argv) for _ in range(rounds * 2)]
+        launch = backend.launch([str(env.python), str(workdir / "server.py")], spec)
+        await initialize_once(launch)  # first start warms the page cache; not counted
+        figures[name] = [await initialize_once(launch) for _ in range(rounds * 2)]
     return figures
 
 

@@ -29,6 +29,10 @@ _FIXED = {
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# Read by the dynamic loader and the C library of every process that starts: the launcher (bwrap, setpriv, the
+# shim, docker) runs outside the sandbox, as the builder, with the sandboxed command's environment as its own.
+_LAUNCHER_UNSAFE = re.compile(r"^(LD_|GCONV_PATH$|GLIBC_TUNABLES$|MALLOC_)")
+
 
 def safe_env(
     extra: Mapping[str, str] | None = None,
@@ -64,3 +68,17 @@ def safe_env(
             )
         env[name] = value
     return env
+
+
+def launcher_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` as the environment of a launcher (it reaches the sandboxed command from there, never via argv).
+
+    Refuses the variables that would change how the launcher itself runs outside the
+    sandbox (LD_*, GCONV_PATH, GLIBC_TUNABLES, MALLOC_*), naming the one found.
+    """
+    for name in env:
+        if _LAUNCHER_UNSAFE.match(name):
+            raise SandboxError(f"environment variable {name!r} cannot be given to sandboxed code: the launcher, "
+                               "which runs outside the sandbox, would read it too (accepted: any name not starting "
+                               "with LD_ or MALLOC_, nor GCONV_PATH or GLIBC_TUNABLES)")
+    return dict(env)

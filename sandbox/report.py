@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -153,3 +154,32 @@ class ValidationReport(BaseModel):
             lines.append(f"VERDICT: FAIL [{self.failure_class}] ({tally}, {self.duration:.2f} s): {failed[0].reason}"
                          if failed else f"VERDICT: FAIL ({tally})")
         return "\n".join(lines)
+
+
+class Recorder:
+    """Collects a validation's checks in order and forwards log lines and progress to the caller."""
+
+    def __init__(self, log: Callable[[str], None] | None, progress: Callable[[float, str], None] | None) -> None:
+        """Forward log lines to `log` and progress to `progress` (either may be None)."""
+        self.checks: list[Check] = []
+        self._log = log
+        self._progress = progress
+
+    def check(self, name: str, passed: bool, reason: str, seconds: float = 0.0,
+              failure_class: FailureClass | None = None) -> Check:
+        """Record one check (its class only when it failed) and log it as PASS or FAIL."""
+        item = Check(name=name, passed=passed, reason=reason, seconds=round(seconds, 4),
+                     failure_class=None if passed else failure_class)
+        self.checks.append(item)
+        self.log(f"{'PASS' if passed else 'FAIL'} {name}: {reason}")
+        return item
+
+    def log(self, line: str) -> None:
+        """Pass one line to the caller's log."""
+        if self._log is not None:
+            self._log(line)
+
+    def progress(self, fraction: float, message: str) -> None:
+        """Pass the validation's progress (0..1) to the caller."""
+        if self._progress is not None:
+            self._progress(fraction, message)

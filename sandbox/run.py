@@ -15,8 +15,7 @@ from pydantic import BaseModel
 
 from sandbox.backends.base import Backend
 from sandbox.limits import confined
-from sandbox.policy import SECRET_NAME_PATTERN
-from sandbox.spec import RunSpec
+from sandbox.spec import Launch, RunSpec
 
 # How long output pipes may stay open after the main process exited and its tree was killed.
 _DRAIN_GRACE_S = 1.0
@@ -35,15 +34,6 @@ class RunResult(BaseModel):
     """Why we killed it ("timeout", "cancelled"), or the signal that ended it ("SIGXCPU", "signal 40"), else None."""
     truncated: bool = False
     """True when stdout or stderr went over max_output bytes and the rest was dropped."""
-
-
-def launcher_env() -> dict[str, str]:
-    """Environment of the launcher process (bwrap, docker, shim): the builder's, minus anything secret-looking.
-
-    Backends set the sandboxed command's own environment from RunSpec.env; this only
-    keeps secrets out of the launcher itself as a second line of defence.
-    """
-    return {k: v for k, v in os.environ.items() if not SECRET_NAME_PATTERN.search(k)}
 
 
 def _tree(pid: int) -> list[int]:
@@ -132,17 +122,17 @@ async def run_sandboxed(
     sandbox's cgroup when it ends.
     """
     async with confined(backend, spec) as box:
-        return await _run(backend.wrap(list(argv), box.spec), box.spec, stdin, max_output)
+        return await _run(backend.launch(list(argv), box.spec), box.spec, stdin, max_output)
 
 
-async def _run(wrapped: list[str], spec: RunSpec, stdin: bytes | None, max_output: int) -> RunResult:
+async def _run(launch: Launch, spec: RunSpec, stdin: bytes | None, max_output: int) -> RunResult:
     started = time.monotonic()
     process = await anyio.open_process(
-        wrapped,
+        launch.argv,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=launcher_env(),
+        env=launch.env,  # exactly the sandbox's: nothing of the builder's environment, and no value in argv
         start_new_session=True,  # its own process group, so the kill reaches what it forked
     )
     out, err, flags = bytearray(), bytearray(), {"truncated": False}

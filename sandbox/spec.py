@@ -52,3 +52,19 @@ class RunSpec(BaseModel):
     """cgroup.procs files the sandbox joins before anything in it runs (set by sandbox.limits.confined)."""
     cgroup_controllers: tuple[str, ...] = ()
     """The controllers those cgroups enforce ("memory", "pids", "cpu"): a pids cgroup replaces RLIMIT_NPROC."""
+
+
+class Launch(BaseModel):
+    """A sandboxed command ready to start: the launcher's argv, and the exact environment to start it with.
+
+    No backend puts an environment value on the command line: any local user can read
+    /proc/<pid>/cmdline, while a process's environment is readable only by its owner (and
+    root). The values travel in the launcher's own environment and reach the sandboxed
+    command from there, so start `argv` with exactly `env`, never with os.environ.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    argv: list[str]
+    env: dict[str, str] = Field(repr=False)
+    """The launcher's whole environment (RunSpec.env, plus what the launcher itself needs); kept out of reprs."""

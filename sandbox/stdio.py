@@ -20,7 +20,8 @@ import mcp_types as types
 from anyio.abc import Process
 from mcp.shared.message import SessionMessage
 
-from sandbox.run import kill_tree, launcher_env
+from sandbox.run import kill_tree
+from sandbox.spec import Launch
 
 STDERR_KEEP = 64 * 1024
 """Bytes of stderr kept in memory."""
@@ -46,12 +47,12 @@ class ServerIO:
 
 
 @asynccontextmanager
-async def stdio_transport(argv: list[str], cwd: Path, io: ServerIO) -> AsyncIterator[Any]:
-    """Launch `argv` and bridge its stdio to MCP message streams; stdout lines that are not JSON-RPC become noise."""
-    # launcher_env: run as a normal user, bubblewrap's pid 1 keeps the launcher's environment where the
-    # sandboxed code can read it (/proc/1/environ), so the builder's secrets must not be in it.
-    process = await anyio.open_process(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=cwd, start_new_session=True,
-                                       env=launcher_env())
+async def stdio_transport(launch: Launch, cwd: Path, io: ServerIO) -> AsyncIterator[Any]:
+    """Start `launch` and bridge its stdio to MCP message streams; stdout lines that are not JSON-RPC become noise."""
+    # Exactly the launch's environment: run as a normal user, bubblewrap's pid 1 keeps it where the sandboxed
+    # code can read it (/proc/1/environ), so nothing of the builder's may be in it.
+    process = await anyio.open_process(launch.argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, cwd=cwd,
+                                       start_new_session=True, env=launch.env)
     io.process = process
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)

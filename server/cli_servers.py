@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -14,27 +13,31 @@ from server.gateway.errors import GatewayError
 
 
 def run_server(foundry: Foundry, args: argparse.Namespace) -> int:
-    """`run NAME`: replace this process with the sandboxed server: its stdio is the client's, nothing in between."""
+    """`run NAME`: the sandboxed server on this process's stdio (the client's, nothing in between), supervised so
+    that its cgroup and /tmp are removed when it ends (server.gateway.alone)."""
+    import anyio
+
     from builder import deploy
-    from sandbox.run import launcher_env
-    from server.gateway.launch import sandboxed_argv
+    from server.gateway.alone import run_alone
 
     manifest = deploy.get_server(foundry.settings.servers_dir, args.name, args.version)
-    argv, _ = sandboxed_argv(manifest, foundry.settings, foundry.backend)
+    backend = foundry.backend
     sys.stdout.flush()
-    sys.stderr.flush()
-    # Nothing of this process but stdio may reach the sandbox: an open job store or log file would be inherited.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 4096)
-    os.execvpe(argv[0], argv, launcher_env())
+    return anyio.run(run_alone, manifest, foundry.settings, backend)
 
 
 def print_mounts(foundry: Foundry) -> None:
-    """For `doctor`: what `serve` mounts, with the names tools get and what each server needs."""
-    from server.gateway.launch import resolve_secrets
+    """For `doctor`: what `serve` mounts, the limits each gets, the names tools get and what each server needs."""
+    from builder import deploy
+    from server.gateway.launch import SERVE_CPU_SECONDS, disk_usage, resolve_secrets, serve_states
     from server.gateway.mounts import scan
 
     table = scan(foundry.settings.servers_dir)
     print("mounted servers (what `serve` serves, sandboxed; `serve --mount/--no-mount` narrows it):")
+    print("  limits of each mounted server (and of `run NAME`), for as long as its process runs:")
+    for state in serve_states(foundry.settings, foundry.backend):
+        print(f"    {'in force' if state.in_force else 'NOT in force':<13} {state.name:<10} {state.detail}")
+    print(f"    per process: RLIMIT_CPU {SERVE_CPU_SECONDS} s; no wall clock (the idle timeout stops it)")
     if not table.mounts and not table.skipped:
         print("  none deployed")
     for m in table.mounts.values():
@@ -45,8 +48,9 @@ def print_mounts(foundry: Foundry) -> None:
                 needs.append(f"secrets {', '.join(m.manifest.secrets)} (all set)")
             except GatewayError:
                 needs.append(f"secrets {', '.join(m.manifest.secrets)} (NOT all set: it will not start)")
+        state = disk_usage(deploy.state_dir(foundry.settings.servers_dir, m.name))
         print(f"  {m.name:<24} v{m.version:<5} {len(m.tools)} tool(s), {len(m.prompts)} prompt(s); "
-              f"{'; '.join(needs)}")
+              f"{'; '.join(needs)}; state dir {state / 1024:.0f} KiB")
         for exposed, original in m.tools.items():
             print(f"      {exposed}" + (f"  (= {original})" if exposed != f"{m.name}__{original}" else ""))
     for name, why in table.skipped.items():
@@ -71,10 +75,12 @@ def servers(foundry: Foundry, args: argparse.Namespace) -> int:
         print(f"mcp-foundry: error: servers {args.action} needs a NAME", file=sys.stderr)
         return 2
     if args.action == "show":
+        from server.gateway.launch import serve_states
         from server.gateway.mounts import details
 
         info = deploy.get_server(root, args.name, args.version)
-        print(json.dumps({**info.model_dump(mode="json"), **details(info, root)}, indent=2))
+        limits = serve_states(foundry.settings, foundry.backend)
+        print(json.dumps({**info.model_dump(mode="json"), **details(info, root, limits=limits)}, indent=2))
     elif args.action == "rollback":
         print(f"{args.name}: current version is now {deploy.rollback_server(root, args.name, args.version).version}")
         print(deploy.state_note(root, args.name, "rollback"))
@@ -86,7 +92,8 @@ def servers(foundry: Foundry, args: argparse.Namespace) -> int:
 
 
 def servers_add(foundry: Foundry, args: argparse.Namespace) -> int:
-    """`servers add PATH --name N`: the "deploy" job, run in this process with its progress on stderr."""
+    """`servers add PATH --name N`: the "deploy" job, queued for the worker and followed here, its progress on
+    stderr."""
     from builder.adopt import AdoptReport
     from builder.params import deploy_params
     from server.jobs_cli import print_outcome, run_job

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from sandbox.spec import RunSpec
+from sandbox.spec import Launch, RunSpec
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """Turns a command line into one that runs it inside the sandbox.
+    """Turns a command line into a Launch that runs it inside the sandbox.
 
-    The wrapped command is an ordinary argv, so the same backend serves a plain
+    The launch is an ordinary argv and environment, so the same backend serves a plain
     subprocess run and an MCP stdio client that launches the server under test.
     """
 
@@ -25,6 +25,10 @@ class Backend(Protocol):
         """Whether this backend works here, and a one-line reason either way."""
         ...
 
-    def wrap(self, argv: list[str], spec: RunSpec) -> list[str]:
-        """Return the argv that runs `argv` isolated as `spec` says (cwd = spec.workdir)."""
+    def launch(self, argv: list[str], spec: RunSpec) -> Launch:
+        """The launcher argv and environment that run `argv` isolated as `spec` says (cwd = spec.workdir).
+
+        spec.env reaches the command through the launcher's environment (Launch.env), never
+        through its argv, where every local user could read it.
+        """
         ...

@@ -8,7 +8,9 @@ uid. RLIMIT_NPROC counts every process of that uid on the host, so concurrent sa
 would share one budget: when the spec joins a pids cgroup of its own (sandbox.limits),
 that replaces it. As a normal user, --unshare-user is used and the limits apply to the
 user directly. /tmp is the spec's tmp_dir (sharing the work dir's size limit), else a
-private tmpfs of limits.disk_mb.
+private tmpfs of limits.disk_mb. The command's environment is bwrap's own (Launch.env, which
+bwrap, prlimit and setpriv pass on unchanged), not `--setenv NAME VALUE`, which would show
+every value, a declared secret's too, in `ps`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from sandbox.backends.mounts import (
     interpreter_roots,
 )
 from sandbox.limits.cgroups import join_argv
-from sandbox.spec import Limits, RunSpec
+from sandbox.policy import launcher_env
+from sandbox.spec import Launch, Limits, RunSpec
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -116,8 +119,8 @@ class BubblewrapBackend:
             args += ["--ro-bind-try", path, path]
         return args + ["--proc", "/proc", "--dev", "/dev"]
 
-    def wrap(self, argv: list[str], spec: RunSpec) -> list[str]:
-        """Return a bwrap argv running `argv` in spec.workdir, as nobody when the builder is root.
+    def launch(self, argv: list[str], spec: RunSpec) -> Launch:
+        """A bwrap launch running `argv` in spec.workdir with spec.env, as nobody when the builder is root.
 
         Side effect when root: spec.workdir is chowned (recursively) to uid 65534 so the
         sandboxed code can write there.
@@ -125,6 +128,7 @@ class BubblewrapBackend:
         if not self._bwrap or not self._prlimit:
             raise NotImplementedError(f"bubblewrap backend is unusable here: {self.available()[1]}")
         check_spec_paths(spec)
+        env = launcher_env(spec.env)
         workdir = spec.workdir
         readonly = [*interpreter_roots(argv, spec.readonly_paths), *spec.readonly_paths]
         if self._as_root:
@@ -159,14 +163,12 @@ class BubblewrapBackend:
             args += self._dirs_for(path, made=made, bound=bound)
             args += ["--ro-bind" if ro else "--bind", str(path), str(path)]
             bound.append(path)
-        args += ["--chdir", str(workdir), "--clearenv"]
-        for key, value in spec.env.items():
-            args += ["--setenv", key, value]
-        args += ["--", *prlimit_argv(self._prlimit, spec.limits, nproc="pids" not in spec.cgroup_controllers)]
+        nproc = "pids" not in spec.cgroup_controllers
+        args += ["--chdir", str(workdir), "--", *prlimit_argv(self._prlimit, spec.limits, nproc=nproc)]
         if self._as_root:
             args += [self._setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-        return join_argv(spec.cgroup_procs, args + list(argv))
+        return Launch(argv=join_argv(spec.cgroup_procs, args + list(argv)), env=env)
 
     def _can_size_tmpfs(self) -> bool:
         """bwrap 0.8 and later size a tmpfs (--size); older ones would refuse the option."""

@@ -1,9 +1,11 @@
 """Docker backend: `docker run` with no network, a read-only root, dropped capabilities and cgroup limits.
 
 The engine is asked through the `docker` package whether it answers; the run itself goes
-through the `docker` CLI so that the wrapped argv can be handed to any stdio client.
+through the `docker` CLI so that the launch can be handed to any stdio client.
 Interpreters and environments are bind-mounted read-only at their host paths, so the
-image only needs a C library compatible with the host's interpreter.
+image only needs a C library compatible with the host's interpreter. The container's
+environment is named on the command line (`-e NAME`) but its values come from the docker
+CLI's own environment (Launch.env), so none shows in `ps`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from sandbox.backends.mounts import (
     hand_workdir_to,
     interpreter_roots,
 )
-from sandbox.spec import RunSpec
+from sandbox.errors import SandboxError
+from sandbox.policy import launcher_env
+from sandbox.spec import Launch, RunSpec
 
 DEFAULT_IMAGE = "python:3.11-slim"
 """Image used when none is configured."""
+
+CLI_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+           "DOCKER_API_VERSION", "XDG_RUNTIME_DIR")
+"""Variables of the builder's environment the docker CLI itself needs (which engine, its configuration)."""
 
 
 class DockerBackend:
@@ -65,11 +73,12 @@ class DockerBackend:
             return False, f"no Docker engine answers at {where}: {type(exc).__name__}: {str(exc)[:200]}"
         return True, f"Docker engine {version} answers; image {self.image}"
 
-    def wrap(self, argv: list[str], spec: RunSpec) -> list[str]:
-        """Return a `docker run -i --rm ...` argv for `argv` (side effect: workdir is chowned to 65534)."""
+    def launch(self, argv: list[str], spec: RunSpec) -> Launch:
+        """A `docker run -i --rm ...` launch for `argv` (side effect: workdir is chowned to 65534)."""
         if not self._cli:
             raise NotImplementedError("docker backend is unusable here: the docker CLI is not on PATH")
         check_spec_paths(spec)
+        env = self._cli_env(spec.env)
         check_readable_by(NOBODY, spec.readonly_paths)
         if os.geteuid() == 0:
             hand_workdir_to(NOBODY, spec.workdir)
@@ -93,9 +102,22 @@ class DockerBackend:
         ]
         for path in dict.fromkeys([*interpreter_roots(argv, spec.readonly_paths), *spec.readonly_paths]):
             args += ["-v", f"{path}:{path}:ro"]
-        for key, value in spec.env.items():
-            args += ["-e", f"{key}={value}"]
+        for key in spec.env:
+            args += ["-e", key]  # no "=": docker takes the value from its own environment
         # Killing the docker CLI (our timeout, a cancel) does not stop the container; `timeout` inside does,
         # so a server that ignores its closed stdin still ends within the wall-clock limit.
         lifetime = str(math.ceil(limits.wall_seconds) + 5)
-        return [*args, "--label", "mcp-foundry=sandbox", self.image, "timeout", "-s", "KILL", lifetime, *argv]
+        argv = [*args, "--label", "mcp-foundry=sandbox", self.image, "timeout", "-s", "KILL", lifetime, *argv]
+        return Launch(argv=argv, env=env)
+
+    @staticmethod
+    def _cli_env(env: dict[str, str]) -> dict[str, str]:
+        """The docker CLI's environment: what it needs to reach its engine, and the container's variables."""
+        clash = sorted(name for name in env if name in CLI_ENV)
+        if clash:
+            raise SandboxError(f"environment variable(s) {', '.join(clash)} cannot be given to sandboxed code under "
+                               "the docker backend: the docker CLI reads them itself")
+        own = {name: os.environ[name] for name in CLI_ENV if name in os.environ}
+        if "DOCKER_CONFIG" not in own and os.environ.get("HOME"):  # HOME below is the container's, not the CLI's
+            own["DOCKER_CONFIG"] = os.path.join(os.environ["HOME"], ".docker")
+        return {**launcher_env(env), **own}

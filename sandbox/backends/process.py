@@ -1,8 +1,10 @@
 """Plain-process backend: limits and a clean environment, but NO isolation. Last resort only.
 
-The wrapped argv starts a tiny Python shim (the builder's own interpreter, isolated mode)
-that sets the work dir, the rlimits and the environment and then execs the command. A shim
-rather than `prlimit`/`env -C` because it works wherever the builder's Python does.
+The launch starts a tiny Python shim (the builder's own interpreter, isolated mode, so it
+ignores the PYTHON* variables meant for the command) that sets the work dir and the rlimits
+and then execs the command, which inherits the shim's environment (Launch.env): no value
+is on a command line. A shim rather than `prlimit`/`env -C` because it works wherever the
+builder's Python does.
 RLIMIT_NPROC is left out on purpose: it counts every process of the builder's user on the
 host, so it would either do nothing (root) or stop the user's own session from forking;
 a fork bomb here is ended by the wall-clock timeout and the process-tree kill in run.py.
@@ -16,7 +18,8 @@ import sys
 
 from sandbox.backends.mounts import check_spec_paths
 from sandbox.limits.cgroups import join_argv
-from sandbox.spec import RunSpec
+from sandbox.policy import launcher_env
+from sandbox.spec import Launch, RunSpec
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +29,8 @@ NO_ISOLATION_WARNING = (
     "Install bubblewrap (Linux) or start a Docker engine."
 )
 
-# Runs as `python -I -S -c _SHIM <config-json> <argv...>`; the config carries cwd, limits and env.
+# Runs as `python -I -S -c _SHIM <config-json> <argv...>`; the config carries cwd and limits (the environment is
+# the shim's own, passed on by exec).
 _SHIM = """
 import json, os, resource, sys
 cfg = json.loads(sys.argv[1])
@@ -37,7 +41,7 @@ for name, value in cfg["limits"].items():
     except (ValueError, OSError, AttributeError) as exc:
         print(f"sandbox: could not set {name}={value}: {exc}", file=sys.stderr)
 try:
-    os.execvpe(sys.argv[2], sys.argv[2:], cfg["env"])
+    os.execvp(sys.argv[2], sys.argv[2:])
 except OSError as exc:
     print(f"sandbox: cannot execute {sys.argv[2]!r}: {exc}", file=sys.stderr)
     sys.exit(127)
@@ -58,15 +62,15 @@ class ProcessBackend:
         """Always usable; the reason carries the no-isolation warning."""
         return True, f"WARNING: {NO_ISOLATION_WARNING}"
 
-    def wrap(self, argv: list[str], spec: RunSpec) -> list[str]:
-        """Return an argv that runs `argv` in spec.workdir with spec.env and spec.limits (and warns)."""
+    def launch(self, argv: list[str], spec: RunSpec) -> Launch:
+        """A launch that runs `argv` in spec.workdir with spec.env and spec.limits (and warns)."""
         check_spec_paths(spec)
+        env = launcher_env({**spec.env, "TMPDIR": str(spec.tmp_dir)} if spec.tmp_dir else spec.env)
         logger.warning("%s (running %s)", NO_ISOLATION_WARNING, argv[:1])
         mib = 1024 * 1024
         limits = spec.limits
         config = {
             "cwd": str(spec.workdir),
-            "env": {**spec.env, "TMPDIR": str(spec.tmp_dir)} if spec.tmp_dir else spec.env,
             "limits": {
                 "RLIMIT_CPU": limits.cpu_seconds,
                 "RLIMIT_AS": limits.memory_mb * mib,
@@ -74,4 +78,5 @@ class ProcessBackend:
                 "RLIMIT_CORE": 0,
             },
         }
-        return join_argv(spec.cgroup_procs, [self._python, "-I", "-S", "-c", _SHIM, json.dumps(config), *argv])
+        shim = [self._python, "-I", "-S", "-c", _SHIM, json.dumps(config), *argv]
+        return Launch(argv=join_argv(spec.cgroup_procs, shim), env=env)

@@ -9,6 +9,12 @@ the tree where it is usable. Sandbox cgroups are made below the foundry's own cg
 a directory `mcp-foundry`, and named `sb-<pid namespace>-<pid>-<start time>-<random>`
 after their owner, so that those of a process that died (kill -9) can be told apart and
 removed, and those of another pid namespace (whose pids mean nothing here) are left alone.
+
+The CPU scheduler weighs a cgroup as one entity against its siblings: `mcp-foundry` as a
+whole would weigh as much as one process of the machine, so that every sandbox inside
+shared one process's turn and started slower the more sandboxes ran (a mounted server
+twice as slow to answer initialize on a busy machine). Its weight is therefore kept at
+one process's per sandbox cgroup in it, set again whenever one is made or removed.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ CONTROLLERS = ("memory", "pids", "cpu")
 GROUP_DIR = "mcp-foundry"
 """Directory below the foundry's own cgroup that holds every sandbox cgroup."""
 CPU_PERIOD_US = 100_000
+CPU_WEIGHT = {1: ("cpu.shares", 1024, 262_144), 2: ("cpu.weight", 100, 10_000)}
+"""cgroup version -> (weight file, one process's weight, the largest weight)."""
 
 # Joins the cgroups named before "--", then becomes the command after it: nothing of the sandbox runs outside.
-_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || { echo "sandbox: cannot join cgroup $1" >&2; exit 125; }; ' \
+_JOIN = 'while [ "$1" != -- ]; do echo "$$" > "$1" || { echo "sandbox: cannot join cgroup $1" >&2; exit 125; }; ' \
         'shift; done; shift; exec "$@"'
 
 
@@ -202,7 +210,24 @@ class SandboxCgroup:
             group.remove()
             raise SandboxError(f"could not set up the sandbox cgroup {group.name}: {exc}; set "
                                "MCP_FOUNDRY_SANDBOX_CGROUPS=off to run without per-sandbox cgroups") from exc
+        group.reweigh()
         return group
+
+    def reweigh(self) -> None:
+        """Give the directory of sandbox cgroups one process's CPU weight per sandbox cgroup it holds now.
+
+        Every process making or removing one sets it again from what it sees, so a value
+        written in a race is corrected by the next change.
+        """
+        path = self.dirs.get("cpu")
+        if path is None:
+            return
+        name, one, most = CPU_WEIGHT[self.versions["cpu"]]
+        try:
+            count = sum(1 for p in path.parent.iterdir() if p.name.startswith("sb-"))
+            _write(path.parent / name, min(most, one * max(1, count)))
+        except OSError:
+            pass  # the default weight: slower under load, never wrong
 
     @property
     def procs_files(self) -> tuple[Path, ...]:
@@ -267,6 +292,7 @@ class SandboxCgroup:
                     return False
                 self.kill()
                 time.sleep(0.005)
+        self.reweigh()
         return True
 
 

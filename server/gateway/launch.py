@@ -1,33 +1,54 @@
 """The run-time policy of a deployed server: the validator's sandbox, plus what its manifest declares.
 
-A deployed server runs through the same Backend.wrap/RunSpec path as validation: the same
-backend, the environment built from the sandbox's allowlist (sandbox.policy.safe_env), no
-network unless the manifest says it needs it, its code and venv read-only. What it adds:
-the secrets its manifest declares (taken from the foundry's environment, else from the
-data dir's secrets.env; nothing else of either reaches it) and one writable, persistent
-state dir, servers/<name>/state/, which is its working directory (a relative
-`sqlite3.connect("data.db")` lands there) and is named by $MCP_STATE_DIR.
+A deployed server runs through the same Backend.launch/RunSpec path as validation: the
+same backend, the environment built from the sandbox's allowlist (sandbox.policy.safe_env),
+no network unless the manifest says it needs it, its code and venv read-only, and the
+same whole-sandbox limits (sandbox.limits): a cgroup of its own for memory, processes and
+CPU, joined before anything runs and removed with everything in it when the server ends,
+and a /tmp on a size-limited tmpfs. What it adds: the secrets its manifest declares (taken
+from the foundry's environment, else from the data dir's secrets.env; nothing else of
+either reaches it; their values travel in the launcher's environment, never its argv) and
+one writable, persistent state dir, servers/<name>/state/, which is its working directory
+(a relative `sqlite3.connect("data.db")` lands there) and is named by $MCP_STATE_DIR.
+
+The state dir is on the host's disk, not on the tmpfs, so that it survives restarts; no
+quota bounds it (a file is bounded by RLIMIT_FSIZE), and `get_server` reports its size.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder import deploy
 from builder.config import Settings
 from sandbox.backends.base import Backend
 from sandbox.errors import SandboxError
+from sandbox.limits import LimitState, confined, expected_states, workspace
+from sandbox.limits.cgroups import SandboxCgroup
 from sandbox.policy import safe_env
-from sandbox.spec import Limits, RunSpec
+from sandbox.spec import Launch, Limits, RunSpec
 from server.gateway.errors import GatewayError
 
-SERVE_LIMITS = Limits(cpu_seconds=3600, memory_mb=1024, processes=128, file_size_mb=64, wall_seconds=86400)
-"""Limits of a long-running deployed server. The validator's 60 CPU seconds would end a warm server within the
-hour; threads count as processes (a server answering many calls at once runs a thread per synchronous call)."""
+SERVE_CPU_SECONDS = 3600
+"""RLIMIT_CPU of a deployed server's processes: the validator's 60 s would end a warm server within the hour."""
+SERVE_WALL_SECONDS = 86400
+"""No wall-clock end of its own: the idle timeout, a call timeout or `serve`'s end stops a warm server."""
 
 STATE_ENV = "MCP_STATE_DIR"
+
+
+def serve_limits(settings: Settings) -> Limits:
+    """The limits of a long-running deployed server: the sandbox settings (memory, processes, CPU, /tmp's size),
+    with an hour of CPU per process and no wall-clock limit of its own.
+
+    Threads count as processes: a server answering many calls at once runs a thread per
+    synchronous call (anyio's default pool: 40), within MCP_FOUNDRY_SANDBOX_PROCESSES.
+    """
+    return settings.sandbox_limits(cpu_seconds=SERVE_CPU_SECONDS, wall_seconds=SERVE_WALL_SECONDS)
 
 
 def read_secrets_file(path: Path) -> dict[str, str]:
@@ -85,11 +106,65 @@ def launch_spec(manifest: deploy.Manifest, settings: Settings) -> tuple[list[str
     except SandboxError as e:
         raise GatewayError(f"{manifest.name}: {e}") from None
     spec = RunSpec(workdir=state, readonly_paths=(code,), env=env, network=manifest.needs_network,
-                   limits=SERVE_LIMITS)
+                   limits=serve_limits(settings))
     return [str(python), str(code / "server.py")], spec
 
 
-def sandboxed_argv(manifest: deploy.Manifest, settings: Settings, backend: Backend) -> tuple[list[str], RunSpec]:
-    """The wrapped argv that runs one deployed version in the sandbox, and its RunSpec."""
+@dataclass(frozen=True)
+class Served:
+    """One run of a deployed server, ready to start: how to start it, its spec, and the limits in force."""
+
+    launch: Launch
+    spec: RunSpec
+    limits: list[LimitState]
+    cgroup: SandboxCgroup | None
+    """Its cgroup (None where the machine offers none, or the backend confines each run itself)."""
+
+
+@asynccontextmanager
+async def served(manifest: deploy.Manifest, settings: Settings, backend: Backend) -> AsyncIterator[Served]:
+    """The sandbox of one run of a deployed version: its cgroup and its size-limited /tmp, for as long as this lasts.
+
+    Start the server inside and leave only once its process has ended: leaving kills
+    whatever is still in the cgroup, then removes the cgroup and the /tmp, even when
+    the caller is cancelled. The working directory stays the persistent state dir.
+    GatewayError when the sandbox cannot be set up (a missing secret, a cgroup that
+    cannot be made).
+    """
     argv, spec = launch_spec(manifest, settings)
-    return backend.wrap(argv, spec), spec
+    async with AsyncExitStack() as stack:
+        try:
+            space = stack.enter_context(workspace(spec.limits.disk_mb, prefix="mcpf-serve"))
+            box = await stack.enter_async_context(confined(backend, spec.model_copy(update={"tmp_dir": space.tmp})))
+            launch = backend.launch(argv, box.spec)
+        except SandboxError as e:
+            raise GatewayError(f"{manifest.name} v{manifest.version}: its sandbox cannot be set up: {e}") from None
+        disk = _disk_state(spec.limits, space.limited)
+        yield Served(launch=launch, spec=box.spec, limits=[disk, *box.states], cgroup=box.cgroup)
+
+
+def _disk_state(limits: Limits, tmp_limited: bool) -> LimitState:
+    why = "mounting a tmpfs needs root" if os.geteuid() != 0 else "the tmpfs could not be mounted"
+    tmp = f"/tmp is a tmpfs of {limits.disk_mb} MiB" if tmp_limited else f"/tmp not size-limited ({why})"
+    return LimitState(name="disk", in_force=tmp_limited, detail=(
+        f"{tmp}; the state dir is on the host's disk with no quota, each file at most {limits.file_size_mb} MiB "
+        "(RLIMIT_FSIZE); get_server reports its size (state_dir_bytes)"))
+
+
+def serve_states(settings: Settings, backend: Backend) -> list[LimitState]:
+    """The limits a mounted server's sandbox gets here (for `doctor` and `get_server`); nothing is created."""
+    limits = serve_limits(settings)
+    disk, *cgroup_states = expected_states(backend, limits)
+    return [_disk_state(limits, disk.in_force), *cgroup_states]
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes `path` takes on disk, as `du` counts them (links not followed; 0 when it does not exist)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total

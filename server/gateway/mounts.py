@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from builder import deploy
 from builder.errors import BuildError
+from sandbox.limits import LimitState
 
 SEP = "__"
 MAX_NAME = 64
@@ -85,6 +86,8 @@ class MountTable(BaseModel):
     """Exposed prompt name -> server name."""
     schemas: dict[str, dict[str, Any]] = {}
     """Exposed tool name -> its input schema."""
+    limits: list[LimitState] = []
+    """The limits each mounted server's sandbox gets in this process (set by the Gateway)."""
 
     def tool(self, exposed: str) -> tuple[Mount, str] | None:
         """The mount and original name behind an exposed tool name."""
@@ -200,17 +203,26 @@ def fingerprint(servers_dir: Path) -> str:
     return "\0".join(parts)
 
 
-def details(manifest: deploy.Manifest, servers_dir: Path, table: MountTable | None = None) -> dict[str, Any]:
+def details(manifest: deploy.Manifest, servers_dir: Path, table: MountTable | None = None,
+            limits: list[LimitState] | None = None) -> dict[str, Any]:
     """How a deployed version appears on the foundry's face: exposed names (original -> exposed), resource prefix,
-    state dir, and whether this process mounts it now (None when unknown here)."""
+    state dir and its size on disk, whether this process mounts it now (None when unknown here), and the limits its
+    sandbox gets (`limits`, else those of `table`'s mounts; None when unknown here)."""
+    from server.gateway.launch import disk_usage
+
     mount = table.mounts.get(manifest.name) if table is not None else None
     if mount is None or mount.version != manifest.version:
         mount = mount_of(manifest, set(), {"tools": [], "resources": [], "templates": [], "prompts": []})
         mounted = False if table is not None else None
     else:
         mounted = True
+    if limits is None and table is not None and table.limits:
+        limits = table.limits
+    state = deploy.state_dir(servers_dir, manifest.name)
     return {"exposed_tools": {v: k for k, v in mount.tools.items()},
             "exposed_prompts": {v: k for k, v in mount.prompts.items()},
             "resource_prefix": resource_prefix(manifest.name),
-            "state_dir": str(deploy.state_dir(servers_dir, manifest.name)),
-            "mounted": mounted}
+            "state_dir": str(state),
+            "state_dir_bytes": disk_usage(state),
+            "mounted": mounted,
+            "limits": [s.model_dump() for s in limits] if limits is not None else None}

@@ -6,7 +6,9 @@ warm, and stops when it has been idle for `idle_timeout_s`, when a call passes
 that dies (a crash mid-call) fails the calls in flight with a clear error and is started
 again by the next call. Stopping closes its stdin first, so a server that keeps a SQLite
 file in its state dir shuts down cleanly. Calls share the one session and run
-concurrently.
+concurrently. Each run has a sandbox of its own (launch.served: a cgroup and a /tmp), made
+before the process starts and removed, with whatever the server left running in it,
+once the process has ended, whichever way it ended.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from mcp.shared.exceptions import MCPError
 
 from builder.config import ENV_VARS, Settings
 from sandbox.backends.base import Backend
+from sandbox.limits import LimitState
 from sandbox.stdio import ServerIO, stdio_transport
 from server.gateway.errors import GatewayError
-from server.gateway.launch import sandboxed_argv
+from server.gateway.launch import served
 from server.gateway.mounts import Mount
 
 T = TypeVar("T")
@@ -47,6 +50,8 @@ class _Life:
         """Why we stopped it (idle, a call timed out, redeployed, ...); None while it runs or when it died alone."""
         self.last_used = time.monotonic()
         self.inflight = 0
+        self.limits: list[LimitState] = []
+        """The limits in force for this run (set once its sandbox is made)."""
 
     @property
     def usable(self) -> bool:
@@ -172,23 +177,29 @@ class ServerProcess:
 
     async def _run(self, life: _Life, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The process's whole life; raises (to the starting caller) only before it has answered initialize."""
-        started, failure = False, None
+        started, failure, init_scope = False, None, None
         try:
-            argv, spec = sandboxed_argv(self.mount.manifest, self.settings, self._backend())
-            client = Client(stdio_transport(argv, spec.workdir, life.io), mode="legacy", cache=None,
-                            client_info=types.Implementation(name="mcp-foundry-gateway", version="0.1.0"))
-            t0 = time.monotonic()
-            with anyio.CancelScope(deadline=anyio.current_time() + self.settings.init_timeout_s) as init_scope:
-                async with client:
-                    init_scope.deadline = math.inf
-                    life.client, started = client, True
-                    log.info("%s started in %.2f s", self.label, time.monotonic() - t0)
-                    task_status.started()
-                    async with anyio.create_task_group() as watch:
-                        watch.start_soon(self._watch_exit, life, watch.cancel_scope)
-                        watch.start_soon(self._watch_idle, life)
-                        await life.stop.wait()
-                        watch.cancel_scope.cancel()
+            # The sandbox outlives the process: leaving `served` removes the cgroup with anything still in it.
+            async with served(self.mount.manifest, self.settings, self._backend()) as box:
+                life.limits = box.limits
+                client = Client(stdio_transport(box.launch, box.spec.workdir, life.io), mode="legacy", cache=None,
+                                client_info=types.Implementation(name="mcp-foundry-gateway", version="0.1.0"))
+                t0 = time.monotonic()
+                with anyio.CancelScope(deadline=anyio.current_time() + self.settings.init_timeout_s) as init_scope:
+                    async with client:
+                        init_scope.deadline = math.inf
+                        life.client, started = client, True
+                        log.info("%s started in %.2f s", self.label, time.monotonic() - t0)
+                        missing = [state.name for state in life.limits if not state.in_force]
+                        if missing:
+                            log.warning("%s runs without its %s limit(s) (see `mcp-foundry doctor`)", self.label,
+                                        ", ".join(missing))
+                        task_status.started()
+                        async with anyio.create_task_group() as watch:
+                            watch.start_soon(self._watch_exit, life, watch.cancel_scope)
+                            watch.start_soon(self._watch_idle, life)
+                            await life.stop.wait()
+                            watch.cancel_scope.cancel()
         except GatewayError:
             raise
         except Exception as e:  # the process's failures are reported, never raised into the gateway
@@ -196,13 +207,13 @@ class ServerProcess:
         finally:
             life.ended.set()
         if not started:
-            raise self._start_error(life, failure, init_scope.cancelled_caught)
+            raise self._start_error(life, failure, init_scope is not None and init_scope.cancelled_caught)
         log.info("%s stopped: %s", self.label, life.stop_reason or f"exited with code {life.io.returncode}"
                  + (f" ({type(failure).__name__}: {failure})" if failure else ""))
 
     def _start_error(self, life: _Life, failure: Exception | None, timed_out: bool) -> GatewayError:
         code = life.io.returncode
-        if timed_out and code is None:
+        if timed_out:  # we stopped it for being late: its exit code says nothing about it
             why = (f"no answer to initialize within {self.settings.init_timeout_s:g} s "
                    f"({ENV_VARS['init_timeout_s']})")
         elif code is not None:

@@ -4,7 +4,9 @@ It reads what is mounted from the servers directory and looks again every `mount
 (servers/.generation and each `current` pointer), so a deploy, rollback or removal made by
 any process (a worker, the CLI, another `serve`) reaches this one. When a list changes,
 every listener is told which kinds changed ("tools", "resources", "prompts"); a process
-whose version is no longer current is stopped.
+whose version is no longer current is stopped. The table also says which limits a mounted
+server's sandbox gets here, learnt once, beside the first handshake rather than before it
+(finding the sandbox backend runs a probe).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import anyio.abc
 import mcp_types as types
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 
+from sandbox.errors import SandboxError
+from sandbox.limits import LimitState
 from server.gateway.errors import GatewayError
+from server.gateway.launch import serve_states
 from server.gateway.mounts import Mount, MountTable, fingerprint, scan
 from server.gateway.process import ServerProcess
 
@@ -43,6 +48,7 @@ class Gateway:
         self._processes: dict[str, ServerProcess] = {}
         self._fingerprint: str | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._limits: list[LimitState] = []
 
     async def __aenter__(self) -> Gateway:
         await self.refresh()
@@ -127,6 +133,7 @@ class Gateway:
         if current == self._fingerprint:
             return set()
         table = await anyio.to_thread.run_sync(scan, servers_dir, self.only)
+        table = table.model_copy(update={"limits": self._limits})
         old, self.table, self._fingerprint = self.table, table, current
         for name, reason in table.skipped.items():
             if name not in old.skipped:
@@ -150,7 +157,16 @@ class Gateway:
                      or "nothing", ", ".join(sorted(changed)))
         return changed
 
+    async def _learn_limits(self) -> None:
+        try:
+            self._limits = await anyio.to_thread.run_sync(lambda: serve_states(self.settings, self.foundry.backend))
+        except SandboxError as e:  # no backend works here: a call to a mounted server says so
+            log.warning("no limits for mounted servers: %s", e)
+            return
+        self.table = self.table.model_copy(update={"limits": self._limits})
+
     async def _watch(self) -> None:
+        await self._learn_limits()
         while True:
             await anyio.sleep(self.settings.mount_poll_s)
             try:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from builder import deploy
 from builder.jobs import JobState
 from builder.service import Foundry
+from sandbox.limits import LimitState
 from server.errors import tool_errors
 from server.gateway import Gateway
 from server.gateway.mounts import details
@@ -49,7 +50,11 @@ class ServerDetails(deploy.Manifest):
     exposed_prompts: dict[str, str] = Field(description="The server's prompt name -> the name it has here.")
     resource_prefix: str = Field(description="Its resources' URIs here are this prefix + the server's own URI.")
     state_dir: str = Field(description="Its one writable, persistent directory, shared by every version.")
+    state_dir_bytes: int = Field(description="What the state dir takes on disk now, in bytes (no quota bounds it).")
     mounted: bool | None = Field(description="Whether this foundry serves it now (null: mounting is off).")
+    limits: list[LimitState] | None = Field(description="The limits its sandbox gets when this foundry runs it: "
+                                            "disk (/tmp), memory, processes, cpu, each in force or not and why "
+                                            "(null: mounting is off, or not yet known).")
 
 
 class RolledBack(ServerDetails):

@@ -61,9 +61,9 @@ def test_bad_paths_in_the_spec_are_refused_with_the_field_named(bwrap, process_b
     missing_ro = RunSpec(workdir=tmp_path, readonly_paths=(tmp_path / "nope",))
     for backend in (bwrap, process_backend):
         with pytest.raises(SandboxError, match="RunSpec.workdir='work' must be an absolute path"):
-            backend.wrap(["true"], relative)
+            backend.launch(["true"], relative)
         with pytest.raises(SandboxError, match="RunSpec.readonly_paths entry .*nope"):
-            backend.wrap(["true"], missing_ro)
+            backend.launch(["true"], missing_ro)
 
 
 async def test_process_backend_applies_limits_env_and_workdir_and_warns(process_backend, make_spec, workdir,
@@ -124,14 +124,25 @@ async def test_docker_backend_cuts_network_and_runs_in_the_workdir(make_spec, wo
     assert blocked.returncode != 0
 
 
-def test_docker_command_line_applies_the_policy_without_an_engine(make_spec):
+def test_docker_command_line_applies_the_policy_without_an_engine(make_spec, monkeypatch):
     """What `docker run` is asked for (the behaviour itself is tested where an engine answers)."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/elsewhere.sock")
     spec = make_spec(sandbox_memory_mb=256, processes=32, wall_seconds=40)
-    argv = DockerBackend().wrap(["python", "server.py"], spec)
-    joined = " ".join(argv)
+    secret = "s3cr3t-value-" + "z" * 20
+    spec = spec.model_copy(update={"env": {**spec.env, "WEATHER_API_KEY": secret}})
+    launch = DockerBackend().launch(["python", "server.py"], spec)
+    joined = " ".join(launch.argv)
     for part in ("--network none", "--user 65534:65534", "--read-only", "--cap-drop ALL", "--memory 256m",
                  "--pids-limit 32", f"-v {spec.workdir}:{spec.workdir} -w {spec.workdir}"):
         assert part in joined, part
     assert "OPENAI_API_KEY" not in joined
-    assert argv[-6:] == ["timeout", "-s", "KILL", "45", "python", "server.py"]
-    assert "--network bridge" in " ".join(DockerBackend().wrap(["python"], make_spec(network=True)))
+    assert launch.argv[-6:] == ["timeout", "-s", "KILL", "45", "python", "server.py"]
+    assert "--network bridge" in " ".join(DockerBackend().launch(["python"], make_spec(network=True)).argv)
+    # Every variable is named on the command line, its value only in the docker CLI's own environment.
+    assert secret not in joined and "-e WEATHER_API_KEY " in joined and "-e HOME " in joined
+    assert not [a for a in launch.argv if "=" in a and a.split("=", 1)[0] in spec.env]
+    assert launch.env["WEATHER_API_KEY"] == secret and launch.env["HOME"] == spec.env["HOME"]
+    assert launch.env["DOCKER_HOST"] == "unix:///run/elsewhere.sock"  # the CLI still finds its engine
+    assert secret not in repr(launch)
+    with pytest.raises(SandboxError, match="DOCKER_HOST"):
+        DockerBackend().launch(["python"], spec.model_copy(update={"env": {**spec.env, "DOCKER_HOST": "x"}}))

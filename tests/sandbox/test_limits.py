@@ -174,3 +174,20 @@ async def test_workspaces_of_a_dead_process_are_cleaned_and_held_ones_kept(tmp_p
         assert clean_stale(parent) == ["sb-2-dead"] and held.root.is_dir()
     assert sorted(p.name for p in parent.iterdir()) == [".lock"]
     assert default_parent().name.startswith("mcp-foundry-")
+
+
+def test_the_sandbox_cgroups_together_weigh_one_process_each_on_the_cpu():
+    """The directory holding the sandbox cgroups competes for CPU as one entity: with the default weight, every
+    sandbox would share a single process's turn. Two sandboxes of ours make it weigh at least two processes."""
+    need("cpu")
+    support = cgroups.detect()
+    name, one, _ = cgroups.CPU_WEIGHT[support.versions["cpu"]]
+    weight = support.bases["cpu"] / name
+    groups = [cgroups.SandboxCgroup.create(support, memory_mb=64, processes=8, cpus=0.5) for _ in range(2)]
+    try:
+        during = int(weight.read_text())  # other processes' sandboxes may come and go: at least ours count
+        assert during >= 2 * one and during % one == 0, during
+    finally:
+        for group in groups:
+            assert group.remove()
+    assert not [g for g in groups if any(path.exists() for path in g.dirs.values())]

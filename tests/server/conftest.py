@@ -96,3 +96,44 @@ def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("foundry-data")
     yield d
     stop_workers(d)
+
+
+LAB_SECRET = "LAB_API_KEY"
+"""The secret `lab` declares; its value is in the data dir's secrets.env (see `deployed`)."""
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory) -> Path:
+    """A data dir with `lab` (two versions, deployed by jobs queued from this process, declaring the secret LAB_API_KEY,
+    set in its secrets.env) and `hostile` (deployed by the CLI); shared by the gateway's test modules."""
+    import subprocess
+    import uuid
+
+    from builder.config import load_settings
+    from builder.params import deploy_params
+    from builder.service import Foundry
+    from server.jobs_cli import WORKER_ARGV, run_job
+
+    data = tmp_path_factory.mktemp("gateway-data")
+    foundry = Foundry(load_settings({"data_dir": str(data), "env_cache_dir": str(ENV_CACHE), "worker_idle_s": 3}))
+    # A front end in this process: it queues for the data dir's one worker (starting it when none runs), which
+    # the CLI's job shares; a pool of this process's own would take the CLI's job and interrupt it on exit.
+    foundry.start_workers(WORKER_ARGV)
+    added = subprocess.Popen([*FOUNDRY, "servers", "add", str(FIXTURES / "hostile_server"), "--name", "hostile"],
+                             cwd=ROOT, env=foundry_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # meanwhile, from this process:
+    try:
+        for _ in range(2):
+            params = deploy_params(str(FIXTURES / "lab_server"), "lab", secrets=[LAB_SECRET])
+            job = run_job(foundry, "deploy", params, quiet=True)
+            assert job.state == "succeeded", job.error
+    except BaseException:
+        added.kill()
+        stop_workers(data)
+        raise
+    out, err = added.communicate(timeout=300)
+    assert added.returncode == 0, err[-3000:]
+    assert "DEPLOYED hostile v1" in out and "hostile__<tool>" in out
+    foundry.settings.secrets_file.write_text(f"{LAB_SECRET}=lab-{uuid.uuid4().hex}\n")
+    yield data
+    stop_workers(data)

@@ -1,30 +1,20 @@
-"""The gateway, through real `mcp-foundry serve` and `mcp-foundry run` processes: deployed servers served live,
-sandboxed at run time, with their lifecycle and failures."""
+"""The gateway, through real `mcp-foundry serve` processes: deployed servers served live, with their names,
+lifecycle and failures (what their sandbox contains: test_gateway_sandbox.py)."""
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import anyio
-import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from builder import deploy
-from builder.config import load_settings
 from builder.jobs import SqliteJobStore
-from builder.params import deploy_params
-from builder.service import Foundry
-from sandbox.policy import SECRET_NAME_PATTERN
 from server.gateway.mounts import exposed_name
-from tests.proctree import stop_workers
-from tests.server.conftest import ENV_CACHE, FIXTURES, FOUNDRY, ROOT, foundry_env, result_of
+from tests.server.conftest import FIXTURES, result_of
 from tests.server.gateway_helpers import (
     TOOL_NAME,
     Heard,
@@ -37,32 +27,6 @@ from tests.server.gateway_helpers import (
 
 LONG = "count_words_and_characters_of_a_text_and_report_every_detail"
 LAB_PROCESS = "servers/lab/"
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Path:
-    """A data dir with `lab` (two versions, deployed by jobs queued from this process) and `hostile` (by the CLI),
-    all run by the data dir's one worker."""
-    from server.jobs_cli import WORKER_ARGV, run_job
-
-    data = tmp_path_factory.mktemp("gateway-data")
-    foundry = Foundry(load_settings({"data_dir": str(data), "env_cache_dir": str(ENV_CACHE),
-                                     "worker_idle_s": 3}))
-    foundry.start_workers(WORKER_ARGV)  # a front end in this process: it starts the worker when none runs
-    added = subprocess.Popen([*FOUNDRY, "servers", "add", str(FIXTURES / "hostile_server"), "--name", "hostile"],
-                             cwd=ROOT, env=foundry_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # meanwhile, from this process:
-    try:
-        for _ in range(2):
-            job = run_job(foundry, "deploy", deploy_params(str(FIXTURES / "lab_server"), "lab"), quiet=True)
-            assert job.state == "succeeded", job.error
-        out, err = added.communicate(timeout=300)
-        assert added.returncode == 0, err[-3000:]
-        assert "DEPLOYED hostile v1" in out and "hostile__<tool>" in out
-        yield data
-    finally:
-        added.kill()
-        stop_workers(data)
 
 
 async def direct_call(tool: str, arguments: dict):
@@ -117,72 +81,6 @@ def test_a_deployment_reaches_every_open_session(data_dir):
             assert shown["client_config"]["mcpServers"]["goodsrv"]["args"][-2:] == ["run", "goodsrv"]
 
     anyio.run(main)
-
-
-class Listener:
-    """A TCP listener on 127.0.0.1 that records whatever connects."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.received.append(conn.recv(200) or b"(connected)")
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-
-
-def test_a_hostile_server_is_contained_through_the_gateway_and_under_run(deployed, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "notes.txt").write_text("the user's private notes")
-    outside = tmp_path / "escaped.txt"
-    secrets = {"GITHUB_TOKEN": "ghp_" + "q" * 36, "MY_SERVICE_PASSWORD": "hunter2-hunter2", "OPENAI_API_KEY": "sk-x"}
-    env = {"HOME": str(home), **secrets}
-    listener = Listener()
-    manifest = deploy.get_server(deployed / "servers", "hostile")
-    args = {"home_file": str(home / "notes.txt"), "outside_file": str(outside), "port": listener.port}
-
-    async def through_gateway():
-        async with serve(deployed, **env) as client:
-            return value(await client.call_tool("hostile__probe", args))
-
-    async def under_run():
-        entry = manifest.client_config["mcpServers"]["hostile"]
-        params = StdioServerParameters(command=entry["command"], args=entry["args"],
-                                       env=foundry_env(deployed, **env), cwd=str(ROOT))
-        async with Client(params, mode="legacy", cache=None) as client:
-            return value(await client.call_tool("probe", args))
-
-    try:
-        reports = {"gateway": anyio.run(through_gateway), "run": anyio.run(under_run)}
-    finally:
-        listener.close()
-    for how, report in reports.items():
-        dump = json.dumps(report)
-        assert not report["home"]["ok"] and "private notes" not in dump, (how, report["home"])
-        assert not report["write_outside"]["ok"] and not report["write_code"]["ok"], (how, report)
-        assert not report["connect"]["ok"], (how, report["connect"])
-        assert not [k for k in report["env"] if SECRET_NAME_PATTERN.search(k)], (how, report["env"])
-        assert not any(v in dump for v in secrets.values()), how  # not in its env, nor in pid 1's
-        assert report["env"]["PWD"] == str(deployed / "servers" / "hostile" / "state"), how
-    assert listener.received == [] and not outside.exists()
-    assert deploy.verify_files(manifest) == []  # its code is as deployed
-    assert (home / "notes.txt").read_text() == "the user's private notes" and len(list(home.iterdir())) == 1
 
 
 def test_state_survives_an_idle_stop_a_restart_and_a_rollback(deployed):
@@ -240,6 +138,13 @@ def test_failures_are_clear_and_the_next_call_works(deployed):
                 (state / "FAIL_ON_START").unlink()
             assert failed.is_error and "failed to start" in text(failed) and "exited with code 4" in text(failed)
             assert "refusing to start: FAIL_ON_START" in text(failed)  # the stderr tail
+            (state / "SILENT_START").write_text("")
+            try:
+                silent = await client.call_tool("lab__instance", {})
+            finally:
+                (state / "SILENT_START").unlink()
+            # Named as late, not by the exit code of the signal that stopped it.
+            assert silent.is_error and "no answer to initialize within 6 s" in text(silent), text(silent)
             assert value(await client.call_tool("lab__instance", {})) not in (before, after_crash)
 
             too_big = await client.call_tool("lab__big", {"kilobytes": 100})

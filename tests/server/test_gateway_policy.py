@@ -15,7 +15,7 @@ from builder.errors import InputError
 from builder.params import deploy_params
 from sandbox.policy import SECRET_NAME_PATTERN
 from server.gateway.errors import GatewayError
-from server.gateway.launch import SERVE_LIMITS, STATE_ENV, launch_spec, read_secrets_file, resolve_secrets
+from server.gateway.launch import STATE_ENV, launch_spec, read_secrets_file, resolve_secrets, serve_limits
 from server.gateway.mounts import exposed_name, fingerprint, scan
 from tests.server.conftest import FIXTURES
 from tests.server.gateway_helpers import TOOL_NAME
@@ -104,7 +104,9 @@ def test_the_runspec_is_validations_policy_plus_the_state_dir_network_and_declar
     assert argv == [str(env_dir.parent / "data" / "servers" / "weather" / "1" / ".venv" / "bin" / "python"),
                     str(Path(m.directory) / "server.py")]
     assert spec.workdir == state and state.is_dir() and spec.readonly_paths == (Path(m.directory),)
-    assert spec.network is True and spec.limits == SERVE_LIMITS
+    assert spec.network is True and spec.limits == serve_limits(settings)
+    assert spec.limits.cpu_seconds == 3600 and spec.limits.processes == settings.sandbox_processes
+    assert spec.limits.sandbox_memory_mb == settings.sandbox_memory_mb and spec.limits.cgroups
     assert spec.env["WEATHER_API_KEY"] == "k-123" and spec.env[STATE_ENV] == str(state)
     assert [k for k in spec.env if SECRET_NAME_PATTERN.search(k)] == ["WEATHER_API_KEY"]
     assert "UNRELATED" not in spec.env and spec.env["HOME"] == "/tmp/home"
