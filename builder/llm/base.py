@@ -31,7 +31,7 @@ class LLMProvider(Protocol):
     """Answers a chat request; optionally constrained to a JSON schema."""
 
     name: str
-    """Short name for reports: "openai", "sampling" or "replay"."""
+    """Short name for reports: "openai", "sampling", "replay" or "client"."""
 
     async def complete(
         self,

@@ -115,7 +115,9 @@ def test_failures_are_clear_and_the_next_call_works(deployed):
     state = deployed / "servers" / "lab" / "state"
 
     async def main():
-        async with serve(deployed, MCP_FOUNDRY_CALL_TIMEOUT="3", MCP_FOUNDRY_OUTPUT_CAP_KB="64") as client:
+        # A 6 s initialize limit: the silent start below is found late in 6 s, not the tests' default 20 s.
+        async with serve(deployed, MCP_FOUNDRY_CALL_TIMEOUT="3", MCP_FOUNDRY_OUTPUT_CAP_KB="64",
+                         MCP_FOUNDRY_INIT_TIMEOUT="6") as client:
             before = value(await client.call_tool("lab__instance", {}))
             crashed = await client.call_tool("lab__crash", {})
             assert crashed.is_error and "crashed during the call to crash (exit code 3)" in text(crashed)

@@ -160,7 +160,7 @@ def test_requests_nothing_covers_are_not_reused_and_say_why(outcomes, capsys):
 
     status, cancelled = anyio.run(asked)
     assert status["question"]["kind"] == "requirement" and status["phase"] == "awaiting_client"
-    assert "markdown-html" in status["question"]["instructions"]  # the analyst's question shows the candidates
+    assert "convert HTML into Markdown" in status["question"]["instructions"]
     assert cancelled["state"] == "cancelled"
 
 
