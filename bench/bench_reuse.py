@@ -218,8 +218,10 @@ def scale(n: int, queries: int, reuses: int) -> None:
             async with foundry.runner():
                 for r in [*requests, *requests]:  # the first pass installs each server's environment, not counted
                     t = time.perf_counter()
-                    job = foundry.queue.submit("build", build_params(r))
+                    # coder "server" with none configured: no model at all (with "auto" the caller would be asked)
+                    job = foundry.queue.submit("build", build_params(r, coder="server"))
                     job = await foundry.queue.wait(job.id, 300)
+                    assert job.result is not None, f"{r!r}: {job.state.value}: {job.error}"
                     out.append((time.perf_counter() - t, BuildReport.model_validate(job.result)))
             return out[len(requests):]
 

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 
 from knowledge import schema as sc
@@ -342,13 +343,13 @@ class KnowledgeStore(LearningTables, ReuseLog):
         if limit < 1:
             raise QueryError(f"limit must be >= 1, got {limit}")
         where = filters_sql(filters)
-        k = max(50, 10 * limit)
+        k = max(20, 4 * limit)
         table = self._table(self._cases)
-        qvec: list[float] | None = None
+        qvec: np.ndarray | None = None
         candidates: dict[str, dict[str, Any]] = {}
         bm25: dict[str, float] = {}
         if q.text.strip():
-            qvec = self.embedder.embed([q.text])[0]
+            qvec = np.asarray(self.embedder.embed([q.text])[0], dtype=np.float32)
             vq = table.search(qvec, vector_column_name="vector").distance_type("cosine").limit(k)
             for row in (vq.where(where, prefilter=True) if where else vq).to_list():
                 candidates[row["id"]] = row
@@ -365,7 +366,8 @@ class KnowledgeStore(LearningTables, ReuseLog):
         matches = []
         for cid, row in candidates.items():
             case = row_to_case(row)
-            vector = max(0.0, sum(a * b for a, b in zip(qvec, row["vector"], strict=True))) if qvec else 0.0
+            vector = max(0.0, float(np.dot(qvec, np.asarray(row["vector"], dtype=np.float32)))) if qvec is not None \
+                else 0.0
             feats, feat_hits, explicit = feature_score(q, case_features(case))
             deps, dep_hits = dependency_score(q, case)
             comp = Components(
