@@ -132,7 +132,7 @@ def test_paraphrases_in_english_and_chinese_are_reused_by_the_right_server(outco
     assert report["deployment"] and report["validation"]["verdict"] == "pass"  # re-validated, then deployed
 
 
-def test_requests_nothing_covers_are_not_reused_and_say_why(outcomes, capsys):
+def test_requests_nothing_covers_are_not_reused_and_say_why(repo, outcomes, capsys):
     assert len(SETS["uncovered"]) >= 20
     wrongly = [(r, reused_server(outcomes[r])) for r, _ in SETS["uncovered"] if outcomes[r]["outcome"] == "reused"]
     with capsys.disabled():
@@ -161,6 +161,7 @@ def test_requests_nothing_covers_are_not_reused_and_say_why(outcomes, capsys):
     status, cancelled = anyio.run(asked)
     assert status["question"]["kind"] == "requirement" and status["phase"] == "awaiting_client"
     assert "convert HTML into Markdown" in status["question"]["instructions"]
+    assert "markdown-html" in status["question"]["instructions"]  # the analyst's question shows the candidates
     assert cancelled["state"] == "cancelled"
 
 
