@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -153,6 +154,9 @@ class JobRunner:
         self._claiming = True
         self._busy_at = time.monotonic()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._beating = threading.Event()
+        self._lost: str | None = None
+        """Id of a registration the heartbeat thread found gone (declared dead), for the event loop to act on."""
 
     async def __aenter__(self) -> JobRunner:
         self.worker = self.store.register_worker(max_jobs=self.max_jobs, lease_s=self.lease_s)
@@ -162,15 +166,35 @@ class JobRunner:
         await self._tg.__aenter__()
         self._tg.start_soon(self._claim_loop)
         self._tg.start_soon(self._heartbeat_loop)
+        self._beating.set()
+        threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True).start()
         return self
 
     async def __aexit__(self, *exc: object) -> bool | None:
         assert self._tg is not None
+        self._beating.clear()
         self._tg.cancel_scope.cancel()
         try:
             return await self._tg.__aexit__(*exc)
         finally:
             self.store.unregister_worker(self.worker.id)
+
+    def _beat(self) -> None:
+        """Renew the lease every third of it, from a thread of its own.
+
+        The lease says that the process lives; a step that holds the event loop for a while (a
+        synchronous write, a busy machine) must not read as death to the workers elsewhere.
+        """
+        while self._beating.is_set():
+            time.sleep(self.lease_s / 3)
+            worker_id = self.worker.id
+            if not self._beating.is_set():
+                return
+            try:
+                if not self.store.heartbeat(worker_id):
+                    self._lost = worker_id
+            except Exception as e:  # the store unreachable for a moment: the next beat tries again
+                log.warning("worker %s: heartbeat failed: %s", worker_id, e)
 
     # -- what the worker process reads ------------------------------------------------------------------------------
     @property
@@ -234,9 +258,11 @@ class JobRunner:
             self._tg.start_soon(self._run, job, ctx)
 
     async def _heartbeat_loop(self) -> None:
+        """Act on a lost lease (the thread in `_beat` renews it) and reap the jobs of dead workers."""
         while True:
             await anyio.sleep(self.lease_s / 3)
-            if not self.store.heartbeat(self.worker.id):
+            if self._lost is not None and self._lost == self.worker.id:
+                self._lost = None
                 # Declared dead by another process (a stalled clock, a long pause): its jobs read interrupted
                 # already, and writes about them are refused; stop them and come back as a new worker.
                 log.warning("worker %s lost its lease; its jobs were interrupted; registering again", self.worker.id)

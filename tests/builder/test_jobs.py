@@ -273,3 +273,28 @@ def test_time_spent_waiting_released_does_not_count_against_the_jobs_timeout(sto
     assert 0.9 < waited[1] < 2.5  # its answer, then its slot back once the other job ended
     assert jobs[1].state == "failed" and re.search(r"timed out after 0.8 s of work \(and 0\.[5-9] s waiting",
                                                    jobs[1].error), jobs[1].error
+
+
+def test_a_worker_whose_event_loop_is_held_keeps_renewing_its_lease(store):
+    """The lease says the process lives: a step that holds the event loop must not read as death elsewhere."""
+    import time
+
+    ages = []
+
+    async def hog(ctx):
+        time.sleep(3)  # a synchronous step: nothing else of this event loop runs meanwhile
+        me = next(w for w in store.workers() if w.id == ctx.worker_id)
+        ages.append(time.time() - me.heartbeat_at)
+        return {}
+
+    queue = queue_for(store, {"hog": hog})
+
+    async def main():
+        async with JobRunner(store, {"hog": hog}, max_jobs=1, lease_s=1.5, poll_s=0.02):
+            job = queue.submit("hog", {})
+            return await queue.wait(job.id, 30)
+
+    job = anyio.run(main)
+    assert job.state == "succeeded", job.error
+    # Renewed every 0.5 s by its own thread: at most about that old, not the 3 s the loop was held.
+    assert ages and ages[0] < 1.5, ages
