@@ -11,7 +11,6 @@ mtime records the last use, for cleanup.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
@@ -21,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractContextManager, asynccontextmanager, suppress
 from pathlib import Path
 
 import anyio
@@ -30,6 +29,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel
 
 from sandbox.errors import EnvBuildError, SandboxError
+from sandbox.flock import flocked
 from sandbox.policy import SECRET_NAME_PATTERN
 
 MARKER = "foundry-env.json"
@@ -263,20 +263,9 @@ class EnvManager:
         finally:
             os.close(fd)
 
-    @contextmanager
-    def _try_lock(self, key: str, suffix: str = "lock"):
-        fd = self._lock_fd(key, suffix)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)  # closing releases the flock
+    def _try_lock(self, key: str, suffix: str = "lock") -> AbstractContextManager[bool]:
+        """The exclusive lock of `key` (`suffix`: which of its locks) if free at once: True when taken."""
+        return flocked(self._lock_fd(key, suffix), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     @asynccontextmanager
     async def _locked(self, key: str) -> AsyncIterator[None]:

@@ -22,12 +22,13 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from sandbox.errors import SandboxError
+from sandbox.flock import flocked
 
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
 
@@ -74,20 +75,8 @@ def _unmount(path: Path) -> None:
         _libc().umount2(str(path).encode(), _MNT_DETACH)
 
 
-@contextmanager
-def _parent_lock(parent: Path, mode: int) -> Iterator[bool]:
-    fd = os.open(parent / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, mode)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+def _parent_lock(parent: Path, mode: int) -> AbstractContextManager[bool]:
+    return flocked(os.open(parent / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), mode)
 
 
 def _held(lock: Path) -> bool:
